@@ -1,0 +1,1 @@
+"""TE computes (each with a numpy integer reference) and their default schedules."""
