@@ -1,0 +1,6 @@
+"""Seeded PROM example models as ONNX, built from numpy and onnx alone (no torch)."""
+
+from prom_tvm.models.mobilenet_v2_onnx import mobilenet_v2_float, mobilenet_v2_qdq
+from prom_tvm.models.qdq import quantize_qdq
+
+__all__ = ["mobilenet_v2_float", "mobilenet_v2_qdq", "quantize_qdq"]
