@@ -1,0 +1,120 @@
+"""``prom_tvm.build``: QDQ ONNX -> integer Relax -> scheduled kernels -> TVM executable.
+
+Pipeline (phases as in DESIGN.md):
+
+1. frontend   ONNX checked, shapes fixed, Clip normalized, imported into Relax
+2. lowering   QDQ patterns -> ternary add-only / int8 call_tir kernels (LowerQuantizedOps)
+3. schedules  each prom_tvm kernel gets its default schedule, or a tuned one from a
+              meta-schedule database when ``tuning_log`` is given
+4. legalize   everything else: TVM's own legalization + fusion, a generic CPU schedule
+5. codegen    tvm.compile's lowering and the target's code generator
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+import tvm
+from tvm import relax
+
+from . import onnx_io
+from .compiled_model import CompiledModel, LayerInfo
+from .frontend import import_onnx, layer_index
+from .passes.lower_quantized_ops import LowerQuantizedOps, weight_fingerprint
+from .passes.schedule_kernels import ScheduleKernels
+from .targets import parse_target
+
+
+def _leftover_schedule_pass(target):
+    """Generic CPU schedule for TVM-legalized functions nobody scheduled (if available)."""
+    try:
+        from .schedules.cpu_default import ScheduleLeftovers
+    except ImportError:
+        return None
+    return ScheduleLeftovers(target)
+
+
+def relax_pipeline(target: tvm.target.Target, tuning_log: str | os.PathLike | None = None):
+    """The Relax pipeline that runs after lowering (phases 3-5 above)."""
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+
+    @tvm.transform.module_pass(opt_level=0, name="prom_tvm.Pipeline")
+    def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        passes = []
+        if tuning_log is not None:
+            from .tuning import ApplyTuningLog
+
+            passes.append(ApplyTuningLog(target, tuning_log))
+        passes.append(ScheduleKernels(target))
+        passes += cpu_generic.library_dispatch_passes(target)
+        passes += cpu_generic.legalize_passes(target)
+        leftover = _leftover_schedule_pass(target)
+        if leftover is not None and target.kind.name == "llvm":
+            passes.append(leftover)
+        passes += cpu_generic.dataflow_lower_passes(target)
+        passes += cpu_generic.finalize_passes(target)
+        with target:
+            return tvm.transform.Sequential(passes)(mod)
+
+    return pipeline
+
+
+def lower_to_integer(model: onnx.ModelProto, shapes, dtypes, options: dict | None = None):
+    """Phases 1-2: the Relax module with integer kernels, and one LayerInfo per layer."""
+    mod = import_onnx(model, shapes, dtypes)
+    lowering = LowerQuantizedOps(options)
+    mod = lowering(mod)
+    names = layer_index(model)
+    layers = []
+    for d in lowering.decisions:
+        node = names.get(weight_fingerprint(d.weight))
+        op = node.op_type if node else ("Conv" if d.op == "conv2d" else "MatMul")
+        layers.append(LayerInfo(
+            name=node.name if node else f"<{d.op}>", op=op, kernel=d.kernel,
+            weight_shape=d.weight_shape, order=node.index if node else 1 << 30,
+            details=d.details,
+        ))
+    layers.sort(key=lambda r: r.order)
+    return mod, layers
+
+
+def build(
+    onnx_model: onnx.ModelProto | str | os.PathLike,
+    target: str | dict | tvm.target.Target | None = None,
+    *,
+    tuning_log: str | os.PathLike | None = None,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    options: dict | None = None,
+) -> CompiledModel:
+    """Compile a QDQ (or float) ONNX model into a callable TVM module.
+
+    Parameters
+    ----------
+    onnx_model : ModelProto or path to a .onnx file.
+    target : TVM target as a CLI string (``"llvm -mcpu=cortex-a72"``), dict or Target;
+        None = this machine's CPU with its real features.
+    tuning_log : a meta-schedule database directory written by ``python -m prom_tvm.tune``;
+        tuned kernels replace the default schedules.
+    input_shapes : fixed shapes for inputs with dynamic dimensions.
+    options : kernel switches, e.g. ``{"ternary": False}`` to compile ternary layers with
+        the int8 kernel (for comparisons).
+    """
+    source = str(onnx_model) if isinstance(onnx_model, str | os.PathLike) else None
+    model = onnx_io.load_onnx(onnx_model)
+    tgt = parse_target(target)
+    shapes = onnx_io.input_shapes(model, input_shapes)
+    dtypes = onnx_io.input_dtypes(model)
+    mod, layers = lower_to_integer(model, shapes, dtypes, options)
+    if tuning_log is not None and not Path(tuning_log).exists():
+        raise ValueError(f"tuning log {tuning_log!s} does not exist; run python -m prom_tvm.tune "
+                         "first or drop tuning_log")
+    ex = tvm.compile(mod, target=tgt, relax_pipeline=relax_pipeline(tgt, tuning_log))
+    outputs = [o.name for o in model.graph.output]
+    return CompiledModel(ex, tgt, list(shapes), shapes, dtypes, outputs, layers, source=source)
+
+
+def build_relax(mod: tvm.IRModule, target: tvm.target.Target) -> relax.VMExecutable:
+    """Compile an already-lowered module (used by tuning and tests)."""
+    return tvm.compile(mod, target=target, relax_pipeline=relax_pipeline(target))

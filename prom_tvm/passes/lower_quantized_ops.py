@@ -1,0 +1,258 @@
+"""Rewrite recovered QDQ layers into integer TE kernels called through call_tir.
+
+* ternary 1x1 conv (stride 1, no padding, groups 1)  -> add-only kernel;
+* any other conv with integer weights (regular, depthwise, grouped, strided, padded,
+  dilated, and ternary convs the add-only kernel does not cover) -> int8 conv kernel;
+* Gemm / MatMul with constant integer weights -> int8 dense kernel;
+* Add of two quantized tensors -> int8 add (QLinearAdd semantics).
+
+Each rewrite replaces the ``R.quantize`` that ends the pattern, so downstream
+``R.dequantize`` consumers keep working and the float ops left behind die in DCE.
+Everything else stays on TVM's legalization; ``decisions`` says what happened to each
+Conv / Gemm / MatMul and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from ..schedules.requant import Requant, ort_scale
+from .qdq_match import Matcher, QAdd, QLinear, is_op
+from .ternary_detect import detect_ternary
+
+
+@dataclass
+class LayerDecision:
+    """What the compiler did with one Conv / Gemm / MatMul."""
+
+    weight: np.ndarray  # the stored weight constant, used to find the ONNX node's name
+    op: str  # "conv2d" | "dense"
+    kernel: str  # "ternary-add" | "int8" | "float"
+    weight_shape: tuple[int, ...]
+    details: dict = field(default_factory=dict)
+
+
+def _requant(layer: QLinear | QAdd, scale: np.ndarray) -> Requant:
+    out = layer.out
+    lo, hi = Requant.clamp_range(out.dtype, out.zero_point, out.scale, out.lo, out.hi)
+    return Requant(scale=scale.astype(np.float32), zero_point=out.zero_point, qmin=lo, qmax=hi,
+                   out_dtype=out.dtype)
+
+
+def _is_plain_1x1(layer: QLinear) -> bool:
+    return (layer.kind == "conv2d" and layer.weight.shape[2:] == (1, 1) and layer.groups == 1
+            and layer.strides == (1, 1) and layer.padding == (0, 0, 0, 0))
+
+
+@relax.expr_functor.mutator
+class _Lowering(relax.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule, options: dict):
+        super().__init__(mod)
+        self.matcher = Matcher(self.lookup_binding)
+        self.options = options
+        self.decisions: list[LayerDecision] = []
+        self.float_reasons: dict[str, str] = {}  # weight fingerprint -> reason
+        self.count = 0
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if not is_op(call, "quantize"):
+            return call
+        layer, why = self.matcher.linear(call)
+        if layer is not None:
+            return self._lower_linear(call, layer)
+        self._note_float(call, why)
+        add, _ = self.matcher.residual_add(call)
+        if add is not None and self.options.get("int8_add", True):
+            return self._lower_add(add)
+        return call
+
+    # -- conv / dense ----------------------------------------------------------------------
+    def _lower_linear(self, call, layer: QLinear) -> relax.Expr:
+        if np.abs(layer.weight).max(initial=0) > 127:
+            self._note_float(call, "integer weights outside int8")
+            return call
+        self.count += 1
+        details = {"x_dtype": layer.x.dtype, "out_dtype": layer.out.dtype}
+        if layer.kind == "conv2d":
+            details.update(strides=layer.strides, padding=layer.padding, groups=layer.groups,
+                           dilation=layer.dilation)
+        tern = detect_ternary(layer.weight) if layer.kind == "conv2d" else None
+        if tern is not None and _is_plain_1x1(layer) and self.options.get("ternary", True):
+            out = self._emit_ternary(layer, tern, details)
+            kernel = "ternary-add"
+        else:
+            if tern is not None and layer.kind == "conv2d" and layer.weight.shape[2:] == (1, 1):
+                details["note"] = "ternary weights, but strided/padded/grouped: int8 kernel"
+            out = self._emit_int8(layer, details)
+            kernel = "int8"
+        self.decisions.append(LayerDecision(layer.raw_weight, layer.kind, kernel,
+                                            tuple(layer.weight.shape), details))
+        return out
+
+    def _emit_ternary(self, layer: QLinear, tern, details: dict) -> relax.Expr:
+        from ..schedules.ternary_conv1x1 import (
+            TernaryLists,
+            accumulator_dtype,
+            ternary_conv1x1_compute,
+        )
+
+        x = layer.x
+        n, cin, h, w = (int(s) for s in x.expr.ty.shape)
+        lists = TernaryLists.from_signs(tern.signs)
+        acc_dtype = accumulator_dtype(lists, x.dtype)
+        mag = tern.magnitude.astype(np.int64)  # integer weights: |w| of each channel
+        bias = (layer.bias.astype(np.int64)
+                - x.zero_point * mag * (lists.n_pos - lists.n_neg)).astype(np.int32)
+        rq = _requant(layer, ort_scale(x.scale, layer.weight_scale, layer.out.scale))
+        magnitude = None if np.all(mag == 1) else mag.astype(np.int32)
+        details.update(acc_dtype=acc_dtype, nonzeros=int(lists.n_pos.sum() + lists.n_neg.sum()),
+                       list_length=lists.length)
+        x3 = self.builder_.emit(relax.op.reshape(x.expr, (n, cin, h * w)))
+        args = [x3, relax.const(lists.pos), relax.const(lists.neg), relax.const(bias),
+                relax.const(rq.scale)]
+        if magnitude is not None:
+            args.append(relax.const(magnitude))
+        # Python-level parameters are bound with partial: call_te only converts tensors.
+        y = self.builder_.call_te(
+            partial(ternary_conv1x1_compute, rq=rq, acc_dtype=acc_dtype), *args,
+            primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
+        )
+        y = self.builder_.emit(y)
+        cout = lists.pos.shape[0]
+        return relax.op.reshape(y, (n, cout, h, w))
+
+    def _emit_int8(self, layer: QLinear, details: dict) -> relax.Expr:
+        x = layer.x
+        w = layer.weight.astype(np.int64)
+        sums = w.reshape(w.shape[0], -1).sum(axis=1)
+        bias = (layer.bias.astype(np.int64) - x.zero_point * sums).astype(np.int32)
+        rq = _requant(layer, ort_scale(x.scale, layer.weight_scale, layer.out.scale))
+        common = [x.expr, relax.const(layer.weight.astype(np.int8)), relax.const(bias),
+                  relax.const(rq.scale)]
+        if layer.kind == "conv2d":
+            from ..schedules.int8_conv2d import int8_conv2d_compute
+
+            fn = partial(int8_conv2d_compute, strides=layer.strides, padding=layer.padding,
+                         dilation=layer.dilation, groups=layer.groups,
+                         x_zero_point=x.zero_point, rq=rq)
+            return self.builder_.call_te(fn, *common,
+                                         primfunc_name_hint=f"prom_int8_conv2d_{self.count}")
+        from ..schedules.int8_dense import int8_dense_compute
+
+        fn = partial(int8_dense_compute, x_zero_point=x.zero_point, rq=rq, transpose_w=False)
+        return self.builder_.call_te(fn, *common,
+                                     primfunc_name_hint=f"prom_int8_dense_{self.count}")
+
+    # -- residual add ------------------------------------------------------------------
+    def _lower_add(self, add: QAdd) -> relax.Expr:
+        from ..schedules.int8_add import int8_add_compute
+
+        out = add.out
+        lo, hi = Requant.clamp_range(out.dtype, out.zero_point, out.scale, out.lo, out.hi)
+        fn = partial(int8_add_compute, a_scale=add.a.scale, a_zp=add.a.zero_point,
+                     b_scale=add.b.scale, b_zp=add.b.zero_point, y_scale=out.scale,
+                     y_zp=out.zero_point, out_dtype=out.dtype, qmin=lo, qmax=hi)
+        return self.builder_.call_te(fn, add.a.expr, add.b.expr,
+                                     primfunc_name_hint="prom_int8_add")
+
+    def _note_float(self, call, why: str | None) -> None:
+        """Remember why the conv / matmul feeding this quantize stays in float."""
+        body = self.matcher.value(self.matcher.activation(call.args[0], _Scratch()))
+        if is_op(body, "add"):
+            for a in body.args:
+                a = self.matcher.value(a)
+                if is_op(a, "nn.conv2d") or is_op(a, "matmul"):
+                    body = a
+        if is_op(body, "nn.conv2d") or is_op(body, "matmul"):
+            w = self.matcher.value(body.args[1])
+            key = _weight_key(self.matcher, w)
+            if key is not None and why:
+                self.float_reasons[key] = why
+
+
+class _Scratch:
+    lo = hi = None
+
+
+def _weight_key(matcher: Matcher, w) -> str | None:
+    """Identity of the constant a weight expression is made of (through DQ / transpose)."""
+    raw = _raw_weight(matcher, w)
+    return None if raw is None else weight_fingerprint(raw)
+
+
+def weight_fingerprint(arr: np.ndarray) -> str:
+    """Content key of a weight tensor: how a layer is traced back to its ONNX node."""
+    arr = np.ascontiguousarray(arr)
+    return f"{arr.dtype}{arr.shape}" + hashlib.sha1(arr.tobytes()).hexdigest()
+
+
+def _raw_weight(matcher: Matcher, w) -> np.ndarray | None:
+    for _ in range(3):
+        w = matcher.value(w)
+        if isinstance(w, tvm.ir.Constant):
+            return w.value.numpy()
+        if is_op(w, "dequantize") or is_op(w, "permute_dims") or is_op(w, "reshape"):
+            w = w.args[0]
+        else:
+            return None
+    return None
+
+
+@relax.expr_functor.visitor
+class _FloatLayers(relax.PyExprVisitor):
+    """Collect the Conv / MatMul calls that survived lowering: they run in float."""
+
+    def __init__(self, reasons: dict[str, str]):
+        super().__init__()
+        self.bindings: dict = {}
+        self.matcher = Matcher(lambda v: self.bindings.get(v))
+        self.reasons = reasons
+        self.decisions: list[LayerDecision] = []
+
+    def visit_var_binding_(self, binding) -> None:
+        self.bindings[binding.var] = binding.value
+        super().visit_var_binding_(binding)
+
+    def visit_call_(self, call) -> None:
+        super().visit_call_(call)
+        if not (is_op(call, "nn.conv2d") or is_op(call, "matmul")):
+            return
+        raw = _raw_weight(self.matcher, call.args[1])
+        if raw is None:
+            return  # activation x activation matmul: not a layer with weights
+        key = _weight_key(self.matcher, call.args[1])
+        why = self.reasons.get(key, "no QuantizeLinear/DequantizeLinear around this layer")
+        op = "conv2d" if is_op(call, "nn.conv2d") else "dense"
+        self.decisions.append(LayerDecision(raw, op, "float", tuple(raw.shape), {"reason": why}))
+
+
+@tvm.transform.module_pass(opt_level=0, name="prom_tvm.LowerQuantizedOps")
+class LowerQuantizedOps:
+    """Module pass; after it runs, ``decisions`` lists every Conv / Gemm / MatMul.
+
+    options: {"ternary": bool, "int8_add": bool} switch rewrites off (for A/B tests).
+    """
+
+    def __init__(self, options: dict | None = None):
+        self.options = dict(options or {})
+        self.decisions: list[LayerDecision] = []
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        lowering = _Lowering(mod, self.options)
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                lowering.builder_.update_func(gv, lowering.visit_expr(func))
+        mod = relax.transform.DeadCodeElimination()(lowering.builder_.get())
+        floats = _FloatLayers(lowering.float_reasons)
+        for _, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                floats.visit_expr(func)
+        self.decisions = lowering.decisions + floats.decisions
+        return mod

@@ -1,0 +1,218 @@
+"""Add-only ternary 1x1 convolution: TE compute, numpy reference, default CPU schedule.
+
+A PROM pointwise conv has weights w[co, ci] in {-1, 0, +1} (times a per-channel scale that
+the requantization absorbs), so
+
+    acc[co, p] = sum_{ci in P(co)} x[ci, p] - sum_{ci in N(co)} x[ci, p]
+
+The weights are known at compile time, so the kernel does not read them at all: it reads
+per-output-channel *index lists* of the +1 and -1 input channels (padded to a common length
+with a zero row) and adds / subtracts whole pixel vectors.  Pixels are the vector lanes
+(NCHW keeps them contiguous); a block of pixels of every input channel is widened once into a
+small buffer that stays in cache while every output channel is accumulated from it.
+
+Accumulation is int16 where the bound max(|P|, |N|) * max|x| provably fits, else int32.
+The one multiplication per output element is the float rescale of the epilogue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import te, tirx
+
+from .requant import Requant, requant_expr, requant_np
+
+SCHEDULE_RULE = "prom_tvm.ternary_conv1x1"
+
+
+@dataclass(frozen=True)
+class TernaryLists:
+    """Index lists of one ternary 1x1 layer, derived from its sign matrix.
+
+    pos / neg: int32 [Cout, L] input-channel indices of the +1 / -1 weights, padded with
+    ``Cin`` (the zero row of the widened input) to a common length L.
+    """
+
+    pos: np.ndarray
+    neg: np.ndarray
+    n_pos: np.ndarray
+    n_neg: np.ndarray
+    cin: int
+
+    @staticmethod
+    def from_signs(signs: np.ndarray) -> TernaryLists:
+        signs = np.asarray(signs)
+        if signs.ndim == 4:
+            signs = signs.reshape(signs.shape[0], signs.shape[1])
+        if not np.isin(signs, (-1, 0, 1)).all():
+            raise ValueError("ternary sign matrix must contain only -1, 0, +1")
+        cout, cin = signs.shape
+        n_pos = (signs == 1).sum(axis=1)
+        n_neg = (signs == -1).sum(axis=1)
+        length = max(1, int(max(n_pos.max(initial=0), n_neg.max(initial=0))))
+        pos = np.full((cout, length), cin, dtype=np.int32)
+        neg = np.full((cout, length), cin, dtype=np.int32)
+        for co in range(cout):
+            p = np.flatnonzero(signs[co] == 1)
+            n = np.flatnonzero(signs[co] == -1)
+            pos[co, : len(p)] = p
+            neg[co, : len(n)] = n
+        return TernaryLists(pos, neg, n_pos, n_neg, cin)
+
+    @property
+    def length(self) -> int:
+        return self.pos.shape[1]
+
+
+def accumulator_dtype(lists: TernaryLists, x_dtype: str) -> str:
+    """int16 when no partial sum can overflow it, else int32.
+
+    uint8 inputs are >= 0, so every partial sum lies in [-255*|N|, 255*|P|]; int8 inputs
+    can have either sign, so the bound is 128 * (|P| + |N|).
+    """
+    if x_dtype == "uint8":
+        bound = 255 * int(max(lists.n_pos.max(initial=0), lists.n_neg.max(initial=0)))
+    else:
+        bound = 128 * int((lists.n_pos + lists.n_neg).max(initial=0))
+    return "int16" if bound <= np.iinfo(np.int16).max else "int32"
+
+
+def pixel_block(hw: int) -> int:
+    """Pixels per block: a divisor of H*W so no block needs a bounds check.
+
+    Powers of two of 64..128 keep the widened block in L1; small layers (7x7, 14x14) take
+    all their pixels in one block, which LLVM splits into legal vectors.
+    """
+    for b in (64, 128, 32):
+        if hw % b == 0:
+            return b
+    if hw <= 256:
+        return hw
+    divisors = [d for d in range(16, 257) if hw % d == 0]
+    return max(divisors) if divisors else max(d for d in range(1, 257) if hw % d == 0)
+
+
+def ternary_conv1x1_compute(
+    x: te.Tensor,
+    pos: te.Tensor,
+    neg: te.Tensor,
+    bias: te.Tensor,
+    scale: te.Tensor,
+    magnitude: te.Tensor | None = None,
+    *,
+    rq: Requant,
+    acc_dtype: str,
+) -> te.Tensor:
+    """TE compute of the add-only 1x1 conv on x reshaped to (N, Cin, H*W).
+
+    bias: int32 [Cout], the quantized bias plus the zero-point correction
+    ``-x_zp * m * (|P| - |N|)``; scale: float32 [Cout]; magnitude: optional int32 [Cout]
+    integer weight magnitude m (127 for onnxruntime's {-127, 0, 127} encoding), applied to the
+    finished sum as part of the rescale so the accumulator matches onnxruntime's exactly.
+    Output (N, Cout, H*W) in rq.out_dtype.
+    """
+    n_batch, cin, hw = x.shape
+    cout, length = pos.shape
+
+    # Widened input with one zero row (index Cin) that the padded index lists point to.
+    xw = te.compute(
+        (n_batch, cin + 1, hw),
+        lambda n, c, p: tirx.if_then_else(c < cin, x[n, c, p].astype(acc_dtype),
+                                          tirx.const(0, acc_dtype)),
+        name="widen",
+    )
+    k = te.reduce_axis((0, length), name="k")
+    acc = te.compute(
+        (n_batch, cout, hw),
+        lambda n, co, p: te.sum(xw[n, pos[co, k], p] - xw[n, neg[co, k], p], axis=k),
+        name="acc",
+        attrs={"schedule_rule": SCHEDULE_RULE},
+    )
+
+    def finish(n, co, p):
+        total = acc[n, co, p].astype("int32")
+        if magnitude is not None:
+            total = total * magnitude[co]  # per-output rescale, outside the add chain
+        return requant_expr(total + bias[co], scale[co], rq)
+
+    return te.compute((n_batch, cout, hw), finish, name="requant")
+
+
+def ternary_conv1x1_ref(x: np.ndarray, signs: np.ndarray, bias: np.ndarray, rq: Requant,
+                        magnitude: np.ndarray | None = None) -> np.ndarray:
+    """numpy integer reference on NCHW x; signs [Cout, Cin(,1,1)] in {-1,0,1}."""
+    s = np.asarray(signs).reshape(signs.shape[0], -1).astype(np.int64)
+    acc = np.einsum("oc,nchw->nohw", s, x.astype(np.int64))
+    if magnitude is not None:
+        acc = acc * magnitude.astype(np.int64)[None, :, None, None]
+    acc = acc + bias.astype(np.int64)[None, :, None, None]
+    return requant_np(acc.astype(np.int32), rq)
+
+
+def schedule_ternary_conv1x1(sch, target=None) -> None:
+    """Default CPU schedule: pixel blocks outside, output channels inside, lanes = pixels.
+
+    Loop nest: n, pixel-block (parallel) { widen block; for co { acc[block] in registers via
+    add/sub chain over the index lists; requant + store } }.
+    """
+    acc = sch.get_sblock("acc")
+    widen = sch.get_sblock("widen")
+    req = sch.get_sblock("requant")
+    n, co, p, k = sch.get_loops(acc)
+    # The channel index comes from the index lists, so TVM cannot bound the region of the
+    # widened input it reads; declare it (all channels of the current pixels).
+    reads = [_region_name(r) for r in sch.get(acc).reads]
+    rows = int(_region_shape(sch.get(widen).writes[0])[1])
+    _declare_read_region(sch, acc, reads.index("widen"),
+                         lambda vn, vco, vp, vk: [vn, vn + 1, 0, rows, vp, vp + 1])
+    hw = int(sch.get(p).extent)
+    cout = int(sch.get(co).extent)
+    block = pixel_block(hw)
+    po, pi = sch.split(p, [None, block])
+    sch.reorder(n, po, co, k, pi)
+    n_blocks = hw // block
+    # Parallelize over pixel blocks; small images (one or few blocks) split channels instead.
+    if n_blocks >= 4:
+        outer = sch.fuse(n, po)
+        sch.parallel(outer)
+    else:
+        cob, coi = sch.split(co, [None, max(1, cout // 8)])
+        sch.parallel(cob)
+        co = coi
+        outer = po
+    sch.reverse_compute_at(req, co)
+    sch.compute_at(widen, outer)
+    # Accumulator lives in a local block buffer (registers after LLVM's SROA).
+    sch.set_scope(acc, 0, "local")
+    sch.vectorize(pi)
+    init = sch.decompose_reduction(acc, k)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(req)[-1])
+    wl = sch.get_loops(widen)
+    sch.vectorize(wl[-1])
+
+
+def _declare_read_region(sch, block, buffer_index, ranges) -> None:
+    # Schedule.annotate_buffer_access insists on one range per block iter var, which a
+    # reduction block reading a lower-rank buffer cannot give; call the primitive directly.
+    from tvm.s_tir.schedule import _ffi_api
+    from tvm.tirx import IndexMap
+
+    iter_vars = [iv.var for iv in sch.get(block).iter_vars]
+    index_map = IndexMap(initial_indices=iter_vars, final_indices=ranges(*iter_vars),
+                         inverse_index_map=None)
+    _ffi_api.ScheduleAnnotateBufferAccess(sch, block, buffer_index, 0, index_map)
+
+
+def _region_name(region) -> str:
+    src = region.source
+    return getattr(src, "name", None) or src.data.name
+
+
+def _region_shape(region):
+    return region.source.shape
+
+
+SCHEDULE_RULES = {SCHEDULE_RULE: schedule_ternary_conv1x1}
