@@ -1,0 +1,201 @@
+"""Loading ONNX models and reading their inputs, with errors a user can act on.
+
+``prom_tvm.build`` accepts a ``ModelProto`` or a path; everything that can be wrong with the file
+(missing, a folder, not ONNX, truncated, invalid) becomes a ``ValueError`` that names the file and
+the problem, before TVM sees the model. Input shapes must be static to compile; dynamic dims need
+``input_shapes={"name": (...)}`` from the caller, and this module says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+
+__all__ = ["input_dtypes", "input_shapes", "load_onnx"]
+
+# Domains onnx's full check (strict shape inference) knows; other domains get the structural check.
+_STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+
+
+def _describe(model: onnx.ModelProto) -> str:
+    name = model.graph.name if model.HasField("graph") else ""
+    return f"ONNX model {name!r}" if name else "ONNX model"
+
+
+def _check(model: onnx.ModelProto, where: str) -> None:
+    if not model.HasField("graph") or not model.graph.node:
+        raise ValueError(
+            f"{where}: not an ONNX model (no graph with nodes inside); "
+            f"expected a file written by onnx.save or an exporter"
+        )
+    if not model.opset_import:
+        raise ValueError(f"{where}: ONNX model has no opset_import (truncated or hand-made?)")
+    domains = {op.domain for op in model.opset_import} | {n.domain for n in model.graph.node}
+    full = domains <= set(_STANDARD_DOMAINS)
+    try:
+        onnx.checker.check_model(model, full_check=full)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{where}: invalid ONNX model: {first}") from err
+
+
+def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
+    """A checked ``ModelProto`` from a model or a path.
+
+    Raises
+    ------
+    ValueError
+        The file is missing, a directory, empty, not ONNX, truncated, or fails
+        ``onnx.checker.check_model`` (with ``full_check`` when all ops are standard ONNX).
+        The message names the file.
+    TypeError
+        ``model`` is neither a ``ModelProto`` nor a path.
+    """
+    if isinstance(model, onnx.ModelProto):
+        _check(model, _describe(model))
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(
+            f"expected an onnx.ModelProto or a path to a .onnx file, got {type(model).__name__}"
+        )
+    path = Path(model)
+    where = f"ONNX file {str(path)!r}"
+    if not path.exists():
+        raise ValueError(f"{where} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{where} is a directory, not a model file; pass the .onnx file in it")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{where} is empty")
+    try:
+        loaded = onnx.load(str(path))
+    except (DecodeError, RuntimeWarning, ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{where} is not an ONNX model or is truncated (protobuf could not parse it: {err})"
+        ) from err
+    except OSError as err:
+        raise ValueError(f"{where} could not be read: {err}") from err
+    _check(loaded, where)
+    return loaded
+
+
+def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Graph inputs that are not initializers (older exporters list weights as inputs too)."""
+    inits = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def input_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
+    """Element type of each graph input that is not an initializer."""
+    out = {}
+    for value in _graph_inputs(model):
+        if not value.type.HasField("tensor_type"):
+            raise ValueError(f"input {value.name!r} is not a tensor; only tensor inputs compile")
+        elem = value.type.tensor_type.elem_type
+        try:
+            out[value.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+        except (KeyError, TypeError) as err:
+            raise ValueError(
+                f"input {value.name!r} has an unsupported element type {elem}"
+            ) from err
+    return out
+
+
+def input_shapes(
+    model: onnx.ModelProto, overrides: Mapping[str, Sequence[int]] | None = None
+) -> dict[str, tuple[int, ...]]:
+    """Static shape of each graph input, dynamic dims taken from ``overrides``.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        The model.
+    overrides : dict, optional
+        ``{input name: shape}`` for inputs with dynamic dims (``dim_param`` or no value). An
+        override must name a real input, have its rank, and agree with its static dims.
+
+    Raises
+    ------
+    ValueError
+        A dynamic dim without an override (naming the input and dim), or a bad override.
+    """
+    inputs = _graph_inputs(model)
+    names = [i.name for i in inputs]
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(
+            f"input_shapes names {unknown} which are not inputs of the model; its inputs: {names}"
+        )
+    shapes = {}
+    for value in inputs:
+        name = value.name
+        if not value.type.HasField("tensor_type"):
+            raise ValueError(f"input {name!r} is not a tensor; only tensor inputs compile")
+        ttype = value.type.tensor_type
+        override = overrides.get(name)
+        if override is not None:
+            override = _check_override(name, override)
+        if not ttype.HasField("shape"):
+            if override is None:
+                raise ValueError(
+                    f"input {name!r} has no shape in the model; "
+                    f"pass input_shapes={{{name!r}: (...)}}"
+                )
+            shapes[name] = override
+            continue
+        dims = list(ttype.shape.dim)
+        if override is not None and len(override) != len(dims):
+            raise ValueError(
+                f"input_shapes[{name!r}] = {override} has rank {len(override)}, "
+                f"but the model's input has rank {len(dims)} ({_format_dims(dims)})"
+            )
+        shape = []
+        for axis, dim in enumerate(dims):
+            static = dim.dim_value if dim.HasField("dim_value") else None
+            if override is not None:
+                if static is not None and static != override[axis]:
+                    raise ValueError(
+                        f"input_shapes[{name!r}] = {override} sets dim {axis} to "
+                        f"{override[axis]}, but the model fixes it at {static} "
+                        f"({_format_dims(dims)})"
+                    )
+                shape.append(override[axis])
+            elif static is not None:
+                shape.append(static)
+            else:
+                label = f" ({dim.dim_param!r})" if dim.dim_param else ""
+                raise ValueError(
+                    f"input {name!r} has a dynamic dim {axis}{label} in shape "
+                    f"{_format_dims(dims)}; pass static shapes, e.g. "
+                    f"input_shapes={{{name!r}: {_example(dims)}}}"
+                )
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def _check_override(name: str, shape: Sequence[int]) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"input_shapes[{name!r}] must be a sequence of ints, got {shape!r}"
+        ) from None
+    if any(d < 1 for d in dims) or any(int(d) != d for d in shape):
+        raise ValueError(f"input_shapes[{name!r}] = {shape!r}: every dim must be an int >= 1")
+    return dims
+
+
+def _format_dims(dims: list[onnx.TensorShapeProto.Dimension]) -> str:
+    parts = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+    return f"[{', '.join(parts)}]"
+
+
+def _example(dims: list[onnx.TensorShapeProto.Dimension]) -> str:
+    """The shape with dynamic dims replaced by 1 (batch) — a hint, not a guess used anywhere."""
+    parts = [str(d.dim_value) if d.HasField("dim_value") else "1" for d in dims]
+    return f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
