@@ -152,7 +152,7 @@ def _ratio(num: float, den: float) -> float:
 
 def _cost(c: LayerCensus, cost: CostModel) -> dict[str, Any]:
     """Operation types, energy and storage of one layer."""
-    wide = (c.act_bits or 0) > 8 or (c.weight_bits or 0) > 8
+    wide = (c.act_bits or 0) > 8 or (c.kind != "ternary-1x1" and (c.weight_bits or 0) > 8)
     if c.kind == "ternary-1x1":
         add_t, mult_t, mults = ("int32" if wide else cost.ternary_accumulate), None, 0
         storage_each = cost.ternary_storage_bits

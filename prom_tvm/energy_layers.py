@@ -101,6 +101,7 @@ class _Weight:
     bits: int  # bits per element as stored (8 for int8, 32 for float32, ...)
     quantized: bool  # came out of DequantizeLinear on integer data
     side_bits: int  # bits of the scales and zero points stored with it
+    integer: bool  # the stored data are integers (what DequantizeLinear reads)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ class _Graph:
             return None
         if name in self.consts:
             arr, dtype = self.consts[name]
-            return _Weight(np.asarray(arr, dtype=np.float64), _BITS.get(dtype, 32), False, 0)
+            values = np.asarray(arr, dtype=np.float64)
+            return _Weight(values, _BITS.get(dtype, 32), False, 0, dtype not in _FLOAT_TYPES)
         node = self.producers.get(name)
         if node is None:
             return None
@@ -195,23 +197,19 @@ class _Graph:
         return None
 
     def _dequantize(self, node: onnx.NodeProto) -> _Weight | None:
-        x = self.consts.get(node.input[0])
+        x = self.weight(node.input[0])
         scale = self.weight(node.input[1])
         if x is None or scale is None:
             return None
-        q = np.asarray(x[0], dtype=np.float64)
-        zp_name = node.input[2] if len(node.input) > 2 else ""
-        zp = self.consts.get(zp_name)
+        q = x.values
+        zp = self.weight(node.input[2]) if len(node.input) > 2 else None
         axis = _attr(node, "axis", 1)
         block = _attr(node, "block_size", 0)
         if zp is not None:
-            q = q - _expand(np.asarray(zp[0], dtype=np.float64), q.shape, axis, block)
+            q = q - _expand(zp.values, q.shape, axis, block)
         values = q * _expand(scale.values, q.shape, axis, block)
-        side = scale.values.size * scale.bits
-        if zp is not None:
-            side += zp[0].size * _BITS.get(zp[1], 8)
-        integer = x[1] not in _FLOAT_TYPES
-        return _Weight(values, _BITS.get(x[1], 8), integer, side)
+        side = scale.values.size * scale.bits + (zp.values.size * zp.bits if zp else 0)
+        return _Weight(values, x.bits, x.integer, side, False)
 
     def activation_bits(self, name: str) -> int | None:
         """Bits of the quantized activation behind ``name``; None when it is a float tensor."""
@@ -251,7 +249,7 @@ def _attr(node: onnx.NodeProto, name: str, default):
 
 
 def _replace(w: _Weight, values: np.ndarray) -> _Weight:
-    return _Weight(values, w.bits, w.quantized, w.side_bits)
+    return _Weight(values, w.bits, w.quantized, w.side_bits, w.integer)
 
 
 def _expand(p: np.ndarray, shape: tuple[int, ...], axis: int, block: int) -> np.ndarray:
@@ -370,7 +368,8 @@ def _layer(g: _Graph, node: onnx.NodeProto, index: int, label: str) -> LayerCens
     else:
         # Integer arithmetic needs a quantized input; float weights count only when ternary
         # (then the layer adds, whatever the weights' encoding).
-        integer = act_bits is not None and (w.quantized or (one_by_one and ternary))
+        pointwise_ternary = one_by_one and not depthwise and ternary
+        integer = act_bits is not None and (w.quantized or pointwise_ternary)
     if not integer:
         kind = "float"
     elif node.op_type == "Conv" and depthwise:
