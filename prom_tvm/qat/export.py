@@ -1,0 +1,228 @@
+"""``export_onnx``: write a prepared (and trained) model as standard QDQ ONNX.
+
+Route: build a float twin of the prepared model whose conv / linear weights and biases are the
+dequantized values that ran in training and whose activation quantizers are
+``torch.fake_quantize_per_tensor_affine`` (which torch's ONNX exporter writes as a
+``QuantizeLinear -> DequantizeLinear`` pair, uint8 zero point), export it with torch's
+TorchScript exporter, then replace each weight / bias initializer by its integer codes behind a
+``DequantizeLinear``:
+
+- weights: int8 (ternary layers hold only -1, 0, +1), float32 scale per output channel,
+  int8 zero point 0, ``axis=0``;
+- biases: int32 with scale ``s_x * s_w[c]`` (float32), zero point 0, ``axis=0``.
+
+That is the layout onnxruntime's ``quantize_static`` writes (see ``docs/qdq_patterns.md``),
+which both onnxruntime and ``prom_tvm.build`` run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+from torch import fx, nn
+
+from prom_tvm.qat.modules import ActivationQuant, QuantConv2d, QuantLinear
+from prom_tvm.qat.prepare import is_prepared, quantized_layers
+from prom_tvm.qat.quantizers import dequantize_weight
+
+
+@dataclass(frozen=True)
+class _LayerCodes:
+    weight: np.ndarray  # int8, torch layout [Cout, ...]
+    weight_scale: np.ndarray  # float32 [Cout]
+    bias: np.ndarray | None  # int32 [Cout]
+    bias_scale: np.ndarray | None  # float32 [Cout]
+
+
+class _ExportActivationQuant(nn.Module):
+    """Frozen uint8 fake quantization; exports as QuantizeLinear -> DequantizeLinear."""
+
+    def __init__(self, scale: float, zero_point: int):
+        super().__init__()
+        self.scale = scale
+        self.zero_point = zero_point
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, 0, 255)
+
+
+def export_onnx(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+) -> onnx.ModelProto:
+    """Export a model returned by ``prom_tvm.qat.prepare`` (and trained) as QDQ ONNX.
+
+    Parameters
+    ----------
+    model : torch.fx.GraphModule
+        The prepared model; it is not modified (a float twin is exported).
+    example_input : torch.Tensor
+        An input batch (NCHW for CNNs); fixes every dimension but the batch.
+    path : str or PathLike
+        Where the ``.onnx`` file goes.
+    opset : int
+        ONNX opset, at least 13 (per-channel ``DequantizeLinear``).
+    dynamic_batch : bool
+        Keep the batch dimension symbolic (``"batch"``) instead of ``example_input``'s.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model written to ``path``; input ``"input"``, output ``"logits"``.
+    """
+    if opset < 13:
+        raise ValueError(f"opset must be >= 13 (per-channel DequantizeLinear), got {opset}")
+    if not is_prepared(model):
+        raise ValueError(
+            f"{type(model).__name__} was never prepared: call prom_tvm.qat.prepare(model) and "
+            "train it (QAT) before export_onnx; a float model has no quantized weights to export")
+    unobserved = [n for n, m in model.named_modules()
+                  if isinstance(m, ActivationQuant) and not bool(m.observed)]
+    if unobserved:
+        raise ValueError(
+            f"{len(unobserved)} activation quantizers never saw data (first: {unobserved[0]}): "
+            "run the prepared model in train() mode on a few batches before export_onnx")
+    twin, codes = _float_twin(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float_twin.onnx"
+        torch.onnx.export(
+            twin, (example_input,), str(float_path), dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=["logits"], do_constant_folding=True,
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch
+            else None)
+        proto = onnx.load(str(float_path))
+    _store_integer_codes(proto, codes)
+    _constants_to_initializers(proto.graph)
+    proto.producer_name = "prom_tvm.qat"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return proto
+
+
+@torch.no_grad()
+def _float_twin(model: fx.GraphModule) -> tuple[fx.GraphModule, dict[str, _LayerCodes]]:
+    twin = copy.deepcopy(model).eval()
+    codes: dict[str, _LayerCodes] = {}
+    input_scale = {layer: twin.get_submodule(aq).scale.clone()
+                   for layer, aq in quantized_layers(twin)}
+    for node in list(twin.graph.nodes):
+        if node.op != "call_module":
+            continue
+        m = twin.get_submodule(node.target)
+        if isinstance(m, ActivationQuant):
+            _replace(twin, node.target, _ExportActivationQuant(
+                float(m.scale), int(m.zero_point)))
+        elif isinstance(m, (QuantConv2d, QuantLinear)):
+            codes[node.target], plain = _freeze_layer(m, input_scale[node.target])
+            _replace(twin, node.target, plain)
+            scale_node = node.args[1]
+            node.args = (node.args[0],)
+            if not scale_node.users:
+                twin.graph.erase_node(scale_node)
+    twin.graph.lint()
+    twin.recompile()
+    return twin, codes
+
+
+def _freeze_layer(m: QuantConv2d | QuantLinear,
+                  x_scale: torch.Tensor) -> tuple[_LayerCodes, nn.Module]:
+    """Integer codes of one layer and a plain float layer running exactly their values."""
+    w_codes, w_scale = m.weight_codes()
+    b = m.bias_codes(x_scale, w_scale)
+    if isinstance(m, QuantConv2d):
+        plain = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
+                          padding=m.padding, dilation=m.dilation, groups=m.groups,
+                          bias=b is not None, padding_mode=m.padding_mode)
+    else:
+        plain = nn.Linear(m.in_features, m.out_features, bias=b is not None)
+    plain.weight.copy_(dequantize_weight(w_codes, w_scale))
+    if b is not None:
+        plain.bias.copy_(b[0] * b[1])
+    layer = _LayerCodes(
+        weight=w_codes.to(torch.int8).numpy(), weight_scale=w_scale.numpy().astype(np.float32),
+        bias=None if b is None else b[0].to(torch.int32).numpy(),
+        bias_scale=None if b is None else b[1].numpy().astype(np.float32))
+    return layer, plain
+
+
+def _replace(gm: fx.GraphModule, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(gm.get_submodule(parent) if parent else gm, leaf, module)
+
+
+def _store_integer_codes(proto: onnx.ModelProto, codes: dict[str, _LayerCodes]) -> None:
+    """Swap each layer's float weight / bias initializer for integer codes + DequantizeLinear."""
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    dq_nodes = []
+    for layer, c in codes.items():
+        dq_nodes.append(_dequantized_initializer(
+            graph, inits, f"{layer}.weight", c.weight, c.weight_scale, np.int8))
+        if c.bias is not None:
+            dq_nodes.append(_dequantized_initializer(
+                graph, inits, f"{layer}.bias", c.bias, c.bias_scale, np.int32))
+    weight_of = {f"{layer}.weight": layer for layer in codes}
+    for node in graph.node:  # name each conv / gemm after its torch module, as reports show it
+        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1 and (
+                node.input[1] in weight_of):
+            node.name = weight_of[node.input[1]]
+    nodes = dq_nodes + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _dequantized_initializer(graph: onnx.GraphProto, inits: dict[str, onnx.TensorProto],
+                             name: str, q: np.ndarray, scale: np.ndarray,
+                             dtype: type) -> onnx.NodeProto:
+    if name not in inits:
+        raise RuntimeError(
+            f"export_onnx: the float export has no initializer {name!r}; torch's exporter named "
+            "it differently (please report this with the model)")
+    float_value = numpy_helper.to_array(inits[name])
+    axis = 0
+    if float_value.shape != q.shape and q.ndim == 2 and float_value.shape == q.T.shape:
+        q, axis = np.ascontiguousarray(q.T), 1  # MatMul stores a Linear weight transposed
+    shape = [-1 if i == axis else 1 for i in range(q.ndim)]
+    if not np.array_equal(float_value, q.astype(np.float32) * scale.reshape(shape)):
+        raise RuntimeError(f"export_onnx: initializer {name!r} differs from its integer codes")
+    graph.initializer.remove(inits[name])
+    graph.initializer.extend([
+        numpy_helper.from_array(q.astype(dtype), f"{name}_quantized"),
+        numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
+        numpy_helper.from_array(np.zeros(scale.shape, dtype=dtype), f"{name}_zero_point"),
+    ])
+    return helper.make_node(
+        "DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"],
+        [name], name=f"{name}_DequantizeLinear", axis=axis)
+
+
+def _constants_to_initializers(graph: onnx.GraphProto) -> None:
+    """Turn ``Constant`` nodes (scales, zero points, Clip bounds) into initializers.
+
+    Same values; the graph then looks like onnxruntime's own QDQ models, where every
+    quantization parameter is an initializer.
+    """
+    kept = []
+    for node in graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type == "Constant" and set(attrs) == {"value"}:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(attrs["value"].t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
