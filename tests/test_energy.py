@@ -206,9 +206,12 @@ def test_conv_counts_match_formulas(case):
     assert layer["fp16_energy_pj"] == pytest.approx(macs * FP16_MAC, rel=1e-12)
     # weights, int32 biases, and what quantizes the weights: a float32 scale per channel
     # (plus an int8 zero point per channel when the weights come through DequantizeLinear)
-    side = {"float": 0, "ternary-1x1": cout * 32}.get(kind, cout * (32 + 8))
     if enc != "float":
         side = cout * (32 + 8)
+    elif kind == "ternary-1x1":
+        side = cout * 32  # the scale a_c that ternary float weights imply
+    else:
+        side = 0
     assert layer["param_bits"] == math.prod(wshape) * weight_bits + cout * 32 + side
     assert layer["fp16_param_bits"] == (math.prod(wshape) + cout) * 16
 
