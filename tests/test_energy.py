@@ -609,3 +609,61 @@ def test_int8_mobilenet_v2_is_five_times_below_fp16():
     r = analyze_model(mobilenet_v2_qdq(input_size=64, ternary_pointwise=False, calibration=1))
     assert "ternary-1x1" not in r["totals"]["by_kind"]
     assert r["energy_ratio_vs_fp16"] == pytest.approx(FP16_MAC / INT8_MAC, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_torchvision_mobilenet_v2_exported_and_quantized_by_onnxruntime(tmp_path):
+    """A real torch export (dynamic batch, BN folded by the exporter) quantized by
+    onnxruntime's quantize_static, with ternary 1x1 weights set before export."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    for op in ("nms", "qnms"):  # torchvision imports only with these schemas defined
+        try:
+            torch.library.define(
+                f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+            )
+        except RuntimeError:
+            pass  # already defined by another test module
+    torchvision = pytest.importorskip("torchvision")
+    from prom_tvm.models.qdq import quantize_qdq
+
+    torch.manual_seed(0)
+    net = torchvision.models.mobilenet_v2(weights=None).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1:
+                a = m.weight.abs().mean(dim=(1, 2, 3), keepdim=True)
+                m.weight.copy_(torch.sign(m.weight) * (m.weight.abs() > 0.7 * a) * a)
+    path = tmp_path / "mnv2.onnx"
+    torch.onnx.export(
+        net,
+        torch.randn(1, 3, 224, 224),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
+    m = _mobilenet_v2_macs()
+    total = sum(m.values())
+
+    fp32 = analyze_model(path)
+    assert set(fp32["totals"]["by_kind"]) == {"float"}
+    assert fp32["totals"]["macs"] == total
+    assert any("dynamic batch" in a for a in fp32["assumptions"])
+
+    model = onnx.load(path)
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    batch.Clear()
+    batch.dim_value = 1  # quantize_static wants a static input
+    r = analyze_model(quantize_qdq(model, calibration=1))
+    kinds = r["totals"]["by_kind"]
+    assert {k: v["layers"] for k, v in kinds.items()} == {
+        "int8-conv": 1,
+        "depthwise": 17,
+        "ternary-1x1": 34,
+        "dense": 1,
+    }
+    assert kinds["ternary-1x1"]["macs"] == m["pointwise"]
+    expected = total * FP16_MAC / (m["pointwise"] * TERNARY_MAC + (total - m["pointwise"]) * 0.3)
+    assert r["energy_ratio_vs_fp16"] == pytest.approx(expected, rel=1e-12)
