@@ -210,12 +210,15 @@ def worker(args: argparse.Namespace) -> dict:
     )
     engines, skipped = make_engines(args.engines.split(","), float_model, qdq_model, threads)
     checks = check_outputs(engines, x)
+    load_before = os.getloadavg()[0]
     samples = measure(
         engines, x, args.rounds, args.round_ms, args.warmup, f"threads={args.worker_label}"
     )
     return {
         "threads": threads,
         "TVM_NUM_THREADS": os.environ.get("TVM_NUM_THREADS"),
+        # other processes on the machine slow every engine alike, but widen p10..p90
+        "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "engines": {e.name: {**statistics(samples)[e.name], **e.info} for e in engines},
         "skipped": skipped,
         "checks": checks,
