@@ -17,7 +17,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-__all__ = ["LayerCensus", "census", "is_ternary_per_channel", "load_model"]
+__all__ = [
+    "KINDS",
+    "UNCOUNTED_COMPUTE",
+    "LayerCensus",
+    "census",
+    "is_ternary_per_channel",
+    "load_model",
+]
 
 KINDS = ("ternary-1x1", "int8-conv", "depthwise", "dense", "float")
 
