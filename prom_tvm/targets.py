@@ -54,37 +54,12 @@ _FALLBACK_TRIPLES = (
 # LLVM "features" that only steer instruction selection or scheduling; a CPU lacking them still
 # runs the code. Ignored when asking whether the host can run a target's code.
 _TUNING_FEATURE_PREFIXES = (
-    "slow-",
-    "fast-",
-    "faster-",
-    "false-deps-",
-    "no-bypass-delay",
-    "prefer-",
-    "tuning-",
-    "allow-light-",
-    "idivq-to-divl",
-    "idivl-to-divb",
-    "macrofusion",
-    "branchfusion",
-    "vzeroupper",
-    "ermsb",
-    "fuse-",
-    "use-",
-    "enable-select-opt",
-    "predictable-select-expensive",
-    "addr-lsl-",
-    "alu-lsl-",
-    "disable-",
-    "no-",
-    "sbb-dep-breaking",
-    "lea-",
-    "pad-short-functions",
-    "avoid-",
-    "balance-fp-ops",
-    "cmp-bcc-fusion",
-    "arith-",
-    "ascend-store-address",
-)
+    "slow-", "fast-", "faster-", "false-deps-", "no-bypass-delay", "prefer-", "tuning-",
+    "allow-light-", "idivq-to-divl", "idivl-to-divb", "macrofusion", "branchfusion", "vzeroupper",
+    "ermsb", "fuse-", "use-", "enable-select-opt", "predictable-select-expensive", "addr-lsl-",
+    "alu-lsl-", "disable-", "no-", "sbb-dep-breaking", "lea-", "pad-short-functions", "avoid-",
+    "balance-fp-ops", "cmp-bcc-fusion", "arith-", "ascend-store-address",
+)  # fmt: skip
 
 _OS_WORDS = ("linux", "android", "windows", "darwin", "macos", "ios", "freebsd", "none", "wasi")
 
