@@ -79,19 +79,28 @@ def accumulator_dtype(lists: TernaryLists, x_dtype: str) -> str:
     return "int16" if bound <= np.iinfo(np.int16).max else "int32"
 
 
-def pixel_block(hw: int) -> int:
-    """Pixels per block: a divisor of H*W so no block needs a bounds check.
+LANES = 16  # pixels per vector chunk: every padded row is a multiple of this
 
-    Powers of two of 64..128 keep the widened block in L1; small layers (7x7, 14x14) take
-    all their pixels in one block, which LLVM splits into legal vectors.
+
+def padded_pixels(hw: int) -> int:
+    """Pixels rounded up to whole blocks (padding pixels are computed, never stored).
+
+    Blocks of 64 pixels run fastest: 1.5-2x faster than 16-pixel blocks on MobileNetV2's
+    layers, even at 14x14 where padding 196 -> 256 wastes 30% (measured, one thread).
     """
-    for b in (64, 128, 32):
-        if hw % b == 0:
+    return -(-hw // 64) * 64
+
+
+def pixel_block(hw: int) -> int:
+    """Pixels per block: a multiple of LANES dividing the padded row, at most 64.
+
+    64 pixels of every input channel stay in L1 while all output channels are summed.
+    """
+    hwp = padded_pixels(hw)
+    for b in (64, 32, 16):
+        if hwp % b == 0:
             return b
-    if hw <= 256:
-        return hw
-    divisors = [d for d in range(16, 257) if hw % d == 0]
-    return max(divisors) if divisors else max(d for d in range(1, 257) if hw % d == 0)
+    return LANES
 
 
 def ternary_conv1x1_compute(
@@ -112,20 +121,25 @@ def ternary_conv1x1_compute(
     integer weight magnitude m (127 for onnxruntime's {-127, 0, 127} encoding), applied to the
     finished sum as part of the rescale so the accumulator matches onnxruntime's exactly.
     Output (N, Cout, H*W) in rq.out_dtype.
+
+    Rows are padded to whole vector chunks (``padded_pixels``) so that every chunk is
+    computed without bounds checks; a final ``crop`` stage stores the real pixels.
     """
-    n_batch, cin, hw = x.shape
+    n_batch, cin, hw = (int(v) for v in x.shape)
     cout, length = pos.shape
+    hwp = padded_pixels(hw)
 
     # Widened input with one zero row (index Cin) that the padded index lists point to.
     xw = te.compute(
-        (n_batch, cin + 1, hw),
-        lambda n, c, p: tirx.if_then_else(c < cin, x[n, c, p].astype(acc_dtype),
+        (n_batch, cin + 1, hwp),
+        lambda n, c, p: tirx.if_then_else(tirx.all(c < cin, p < hw),
+                                          x[n, c, tirx.min(p, hw - 1)].astype(acc_dtype),
                                           tirx.const(0, acc_dtype)),
         name="widen",
     )
     k = te.reduce_axis((0, length), name="k")
     acc = te.compute(
-        (n_batch, cout, hw),
+        (n_batch, cout, hwp),
         lambda n, co, p: te.sum(xw[n, pos[co, k], p] - xw[n, neg[co, k], p], axis=k),
         name="acc",
         attrs={"schedule_rule": SCHEDULE_RULE},
@@ -137,7 +151,10 @@ def ternary_conv1x1_compute(
             total = total * magnitude[co]  # per-output rescale, outside the add chain
         return requant_expr(total + bias[co], scale[co], rq)
 
-    return te.compute((n_batch, cout, hw), finish, name="requant")
+    out = te.compute((n_batch, cout, hwp), finish, name="requant")
+    if hwp == hw:
+        return out
+    return te.compute((n_batch, cout, hw), lambda n, co, p: out[n, co, p], name="crop")
 
 
 def ternary_conv1x1_ref(x: np.ndarray, signs: np.ndarray, bias: np.ndarray, rq: Requant,
@@ -151,15 +168,19 @@ def ternary_conv1x1_ref(x: np.ndarray, signs: np.ndarray, bias: np.ndarray, rq: 
     return requant_np(acc.astype(np.int32), rq)
 
 
-def schedule_ternary_conv1x1(sch, target=None) -> None:
+def schedule_ternary_conv1x1(sch, target=None, block: int | None = None) -> None:
     """Default CPU schedule: pixel blocks outside, output channels inside, lanes = pixels.
 
     Loop nest: n, pixel-block (parallel) { widen block; for co { acc[block] in registers via
-    add/sub chain over the index lists; requant + store } }.
+    an add/sub chain over the index lists; requant (+ crop) and store } }.
     """
     acc = sch.get_sblock("acc")
     widen = sch.get_sblock("widen")
     req = sch.get_sblock("requant")
+    try:
+        crop = sch.get_sblock("crop")
+    except Exception:  # rows already a whole number of chunks
+        crop = None
     n, co, p, k = sch.get_loops(acc)
     # The channel index comes from the index lists, so TVM cannot bound the region of the
     # widened input it reads; declare it (all channels of the current pixels).
@@ -167,12 +188,12 @@ def schedule_ternary_conv1x1(sch, target=None) -> None:
     rows = int(_region_shape(sch.get(widen).writes[0])[1])
     _declare_read_region(sch, acc, reads.index("widen"),
                          lambda vn, vco, vp, vk: [vn, vn + 1, 0, rows, vp, vp + 1])
-    hw = int(sch.get(p).extent)
+    hwp = int(sch.get(p).extent)
     cout = int(sch.get(co).extent)
-    block = pixel_block(hw)
+    block = block or pixel_block(hwp)
     po, pi = sch.split(p, [None, block])
     sch.reorder(n, po, co, k, pi)
-    n_blocks = hw // block
+    n_blocks = hwp // block
     # Parallelize over pixel blocks; small images (one or few blocks) split channels instead.
     if n_blocks >= 4:
         outer = sch.fuse(n, po)
@@ -183,6 +204,11 @@ def schedule_ternary_conv1x1(sch, target=None) -> None:
         co = coi
         outer = po
     sch.reverse_compute_at(req, co)
+    if crop is not None:
+        if n_blocks >= 4:
+            sch.reverse_compute_at(crop, co)
+        else:
+            sch.reverse_compute_at(crop, sch.get_loops(acc)[0])
     sch.compute_at(widen, outer)
     # Accumulator lives in a local block buffer (registers after LLVM's SROA).
     sch.set_scope(acc, 0, "local")
@@ -190,8 +216,7 @@ def schedule_ternary_conv1x1(sch, target=None) -> None:
     init = sch.decompose_reduction(acc, k)
     sch.vectorize(sch.get_loops(init)[-1])
     sch.vectorize(sch.get_loops(req)[-1])
-    wl = sch.get_loops(widen)
-    sch.vectorize(wl[-1])
+    sch.vectorize(sch.get_loops(widen)[-1])
 
 
 def _declare_read_region(sch, block, buffer_index, ranges) -> None:

@@ -1,0 +1,138 @@
+"""Every MobileNetV2 pointwise layer: prom_tvm's add-only kernel vs onnxruntime int8.
+
+Each layer is a one-node QDQ model (ternary weights, uint8 activations) quantized by
+onnxruntime's quantize_static; onnxruntime runs it with QLinearConv (MLAS), prom_tvm compiles
+it with ``prom_tvm.build`` (untuned).  Both single-threaded, interleaved in this process.
+
+    python benchmarks/pointwise_layers.py [--quick] [--out benchmarks/results/pointwise_layers.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TVM_NUM_THREADS", "1")
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from tqdm import tqdm
+
+# (name, cin, cout, hw) of torchvision MobileNetV2 at 224x224
+LAYERS = [
+    ("features.1.conv.1", 32, 16, 112), ("features.2.conv.0.0", 16, 96, 112),
+    ("features.2.conv.2", 96, 24, 56), ("features.3.conv.0.0", 24, 144, 56),
+    ("features.3.conv.2", 144, 24, 56), ("features.4.conv.2", 144, 32, 28),
+    ("features.5.conv.0.0", 32, 192, 28), ("features.5.conv.2", 192, 32, 28),
+    ("features.7.conv.2", 192, 64, 14), ("features.8.conv.0.0", 64, 384, 14),
+    ("features.8.conv.2", 384, 64, 14), ("features.11.conv.2", 384, 96, 14),
+    ("features.12.conv.0.0", 96, 576, 14), ("features.12.conv.2", 576, 96, 14),
+    ("features.14.conv.2", 576, 160, 7), ("features.15.conv.0.0", 160, 960, 7),
+    ("features.15.conv.2", 960, 160, 7), ("features.17.conv.2", 960, 320, 7),
+    ("features.18.0", 320, 1280, 7),
+]
+
+
+def one_layer_qdq(cin: int, cout: int, hw: int, seed: int = 0) -> tuple[onnx.ModelProto, np.ndarray]:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1, 0, 1], size=(cout, cin), p=[0.25, 0.5, 0.25])
+    w = (signs * rng.uniform(0.5, 1.5, (cout, 1)) / np.sqrt(cin)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="pw"),
+         helper.make_node("Relu", ["c"], ["y"], name="relu")],
+        "pw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, hw, hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, hw, hw])],
+        [numpy_helper.from_array(w.reshape(cout, cin, 1, 1), "w"),
+         numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), "b")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    samples = [rng.uniform(0, 2, (1, cin, hw, hw)).astype(np.float32) for _ in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter({"x": s} for s in samples)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        f, q = Path(d) / "f.onnx", Path(d) / "q.onnx"
+        onnx.save(m, f)
+        quantize_static(str(f), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return onnx.load(q), samples[0]
+
+
+def time_fn(fn, number: int) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="first 6 layers, fewer repeats")
+    ap.add_argument("--out", default="benchmarks/results/pointwise_layers.json")
+    args = ap.parse_args(argv)
+    import onnxruntime as ort
+
+    import prom_tvm
+
+    layers = LAYERS[:6] if args.quick else LAYERS
+    rows = []
+    for name, cin, cout, hw in tqdm(layers, desc="layers"):
+        model, x = one_layer_qdq(cin, cout, hw)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(model.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        lib = prom_tvm.build(model)
+        kernel = lib.summary()[0]["kernel"]
+        ref = sess.run(None, {"x": x})[0]
+        got = lib(x)
+        lsb = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-9) * 255)
+        number = 20 if args.quick else 100
+        t_ort, t_tvm = [], []
+        for _ in range(5 if args.quick else 9):  # interleaved repeats
+            t_ort.append(time_fn(lambda: sess.run(None, {"x": x}), number))
+            t_tvm.append(time_fn(lambda: lib(x), number))
+        rows.append({"layer": name, "cin": cin, "cout": cout, "hw": hw, "kernel": kernel,
+                     "ort_int8_us": float(np.median(t_ort) * 1e6),
+                     "prom_tvm_us": float(np.median(t_tvm) * 1e6),
+                     "max_diff_lsb_approx": lsb})
+        rows[-1]["ratio_vs_ort"] = rows[-1]["prom_tvm_us"] / rows[-1]["ort_int8_us"]
+    print(f"{'layer':24s} {'shape':>16s} {'kernel':>12s} {'ORT us':>8s} {'prom us':>8s} {'ratio':>6s}")
+    for r in rows:
+        shape = f"{r['cin']}->{r['cout']}@{r['hw']}"
+        print(f"{r['layer']:24s} {shape:>16s} {r['kernel']:>12s} {r['ort_int8_us']:8.1f} "
+              f"{r['prom_tvm_us']:8.1f} {r['ratio_vs_ort']:6.2f}")
+    tot_o = sum(r["ort_int8_us"] for r in rows)
+    tot_p = sum(r["prom_tvm_us"] for r in rows)
+    print(f"{'total':24s} {'':>16s} {'':>12s} {tot_o:8.1f} {tot_p:8.1f} {tot_p / tot_o:6.2f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"threads": 1, "layers": rows, "total_ort_us": tot_o,
+                               "total_prom_tvm_us": tot_p}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
