@@ -23,17 +23,8 @@ from . import onnx_io
 from .compiled_model import CompiledModel, LayerInfo
 from .frontend import import_onnx, layer_index
 from .passes.lower_quantized_ops import LowerQuantizedOps, weight_fingerprint
-from .passes.schedule_kernels import ScheduleKernels
+from .passes.schedule_kernels import ScheduleKernels, ScheduleLeftovers
 from .targets import parse_target
-
-
-def _leftover_schedule_pass(target):
-    """Generic CPU schedule for TVM-legalized functions nobody scheduled (if available)."""
-    try:
-        from .schedules.cpu_default import ScheduleLeftovers
-    except ImportError:
-        return None
-    return ScheduleLeftovers(target)
 
 
 def relax_pipeline(target: tvm.target.Target, tuning_log: str | os.PathLike | None = None):
@@ -50,9 +41,8 @@ def relax_pipeline(target: tvm.target.Target, tuning_log: str | os.PathLike | No
         passes.append(ScheduleKernels(target))
         passes += cpu_generic.library_dispatch_passes(target)
         passes += cpu_generic.legalize_passes(target)
-        leftover = _leftover_schedule_pass(target)
-        if leftover is not None and target.kind.name == "llvm":
-            passes.append(leftover)
+        if target.kind.name == "llvm":
+            passes.append(ScheduleLeftovers(target))
         passes += cpu_generic.dataflow_lower_passes(target)
         passes += cpu_generic.finalize_passes(target)
         with target:

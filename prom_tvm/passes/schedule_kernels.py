@@ -17,16 +17,15 @@ OPAQUE = 8  # relax OpPatternKind.kOpaque
 
 
 def _rules() -> dict[str, Callable]:
-    import importlib
+    from ..schedules import int8_add, int8_conv2d, int8_dense, ternary_conv1x1
 
-    rules: dict[str, Callable] = {}
-    for name in ("ternary_conv1x1", "int8_conv2d", "int8_dense", "int8_add"):
-        try:  # DEV-ONLY tolerance until all kernels land
-            module = importlib.import_module(f"..schedules.{name}", __package__)
-        except ImportError:
-            continue
-        rules.update(getattr(module, "SCHEDULE_RULES", {}))
-    return rules
+    return {
+        ternary_conv1x1.SCHEDULE_RULE: ternary_conv1x1.schedule_ternary_conv1x1,
+        int8_conv2d.CONV_RULE: int8_conv2d.schedule_int8_conv2d,
+        int8_conv2d.DEPTHWISE_RULE: int8_conv2d.schedule_int8_conv2d,
+        int8_dense.DENSE_RULE: int8_dense.schedule_int8_dense,
+        int8_add.ADD_RULE: int8_add.schedule_int8_add,
+    }
 
 
 def schedule_rule_of(func: tirx.PrimFunc) -> str | None:
@@ -63,4 +62,31 @@ class ScheduleKernels:
             rules[rule](sch, self.target)
             mod[gv] = (sch.mod["main"].with_attr("tirx.is_scheduled", True)
                        .with_attr("op_pattern", OPAQUE))
+        return mod
+
+
+@tvm.transform.module_pass(opt_level=0, name="prom_tvm.ScheduleLeftovers")
+class ScheduleLeftovers:
+    """Parallelize / vectorize the TVM-legalized functions nobody scheduled (CPU only).
+
+    TVM's CPU pipeline leaves them as plain loops; the generic rule is conservative and
+    returns a function untouched when it cannot schedule it.
+    """
+
+    def __init__(self, target: tvm.target.Target):
+        self.target = target
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        from ..schedules.cpu_default import schedule_generic_cpu
+
+        for gv, func in list(mod.functions_items()):
+            if not isinstance(func, tirx.PrimFunc) or (
+                    func.attrs and func.attrs.get("tirx.is_scheduled", False)):
+                continue
+            try:
+                sch = s_tir.Schedule(func)
+            except Exception:  # not a schedulable (TE-style) function
+                continue
+            schedule_generic_cpu(sch, self.target)
+            mod[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
         return mod
