@@ -137,15 +137,23 @@ class CompiledModel:
         path = Path(path)
         export_executable(self.executable, self.target, path, cc=cc)
         meta = {
-            "target": self.target.export(),
+            "target": json.loads(str(self.target)),
             "inputs": [{"name": n, "shape": list(self.input_shapes[n]),
-                        "dtype": self.input_dtypes[n]} for n in self.input_names],
+                        "dtype": str(np.dtype(self.input_dtypes[n]))} for n in self.input_names],
             "outputs": self.output_names,
             "layers": [asdict(layer) for layer in self.layers],
             "source": self.source,
         }
-        Path(str(path) + META_SUFFIX).write_text(json.dumps(meta, indent=1, default=_plain))
+        Path(str(path) + META_SUFFIX).write_text(json.dumps(meta, indent=1, default=_json_default))
         return path
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
 
 
 def _flatten(out) -> list[np.ndarray]:
