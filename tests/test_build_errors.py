@@ -12,19 +12,19 @@ from prom_tvm.models import tiny_qdq_cnn
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="nope.onnx"):
+    with pytest.raises(ValueError, match=r"nope\.onnx"):
         prom_tvm.build(tmp_path / "nope.onnx")
 
 
 def test_not_onnx_and_truncated(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_text("this is not a model")
-    with pytest.raises(ValueError, match="junk.onnx"):
+    with pytest.raises(ValueError, match=r"junk\.onnx"):
         prom_tvm.build(junk)
     data = tiny_qdq_cnn(16).SerializeToString()
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="cut.onnx"):
+    with pytest.raises(ValueError, match=r"cut\.onnx"):
         prom_tvm.build(cut)
 
 
@@ -69,5 +69,5 @@ def test_onnx_checker_failure_is_reported(tmp_path):
     model.graph.node[-1].input[0] = "does_not_exist"
     path = tmp_path / "broken.onnx"
     onnx.save(model, path)
-    with pytest.raises(ValueError, match="broken.onnx"):
+    with pytest.raises(ValueError, match=r"broken\.onnx"):
         prom_tvm.build(path)
