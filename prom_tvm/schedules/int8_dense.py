@@ -1,0 +1,183 @@
+"""int8 dense (Gemm / MatMul with constant weights) as a TE compute, its numpy integer
+reference and its default CPU schedule.
+
+As for conv2d, the activation zero-point correction ``-x_zp * sum_k w[n, k]`` is folded into
+``bias`` by the caller, so the compute accumulates raw ``x * w`` products in int32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm_ffi
+from tvm import s_tir, te, tirx
+
+from prom_tvm.schedules.cpu_default import loop_extent, vector_lanes, vectorize_loop
+from prom_tvm.schedules.requant import Requant, requant_expr, requant_np
+
+DENSE_RULE = "prom_tvm.int8_dense"
+
+
+def _dims(x_shape, w_shape, transpose_w: bool) -> tuple[int, int, int]:
+    if len(x_shape) != 2 or len(w_shape) != 2:
+        raise ValueError(f"int8 dense: x and w must be 2-D, got {tuple(x_shape)} and "
+                         f"{tuple(w_shape)} (reshape batched inputs to (M, K) first)")
+    m, k = (int(v) for v in x_shape)
+    n, kw = (int(v) for v in w_shape) if transpose_w else (int(w_shape[1]), int(w_shape[0]))
+    if k != kw:
+        layout = "(N, K)" if transpose_w else "(K, N)"
+        raise ValueError(f"int8 dense: x has K={k} but w {tuple(w_shape)} read as {layout} has "
+                         f"K={kw}; check transpose_w")
+    return m, n, k
+
+
+def int8_dense_compute(
+    x: te.Tensor,
+    w: te.Tensor,
+    bias: te.Tensor,
+    scale: te.Tensor,
+    *,
+    x_zero_point: int,
+    rq: Requant,
+    transpose_w: bool = True,
+) -> te.Tensor:
+    """Quantized dense: ``y[m, n] = requant(sum_k x[m, k] * w[n, k] + bias[n], scale[n])``.
+
+    Parameters
+    ----------
+    x : te.Tensor
+        (M, K) uint8 or int8 activation.
+    w : te.Tensor
+        int8 weight, (N, K) when ``transpose_w`` (ONNX Gemm ``transB=1``, torch Linear) or
+        (K, N) when not (ONNX MatMul). (K, N) is the faster layout on CPU: with constant
+        weights, transpose them at compile time.
+    bias : te.Tensor
+        int32 [N] with ``-x_zero_point * sum_k w[n, k]`` folded in.
+    scale : te.Tensor
+        float32 [N] requantization multiplier.
+    x_zero_point : int
+        Not read by the compute (the caller folds it into ``bias``); kept so every int8
+        compute takes the same arguments.
+    rq : Requant
+        Output zero point, clamp range and dtype.
+
+    Returns
+    -------
+    te.Tensor
+        (M, N) in ``rq.out_dtype``; stages ``dense`` (int32 reduction, tagged for
+        meta-schedule) and ``requant``.
+    """
+    del x_zero_point
+    m, n, kk = _dims(x.shape, w.shape, transpose_w)
+    k = te.reduce_axis((0, kk), name="k")
+
+    def weight(j, r):
+        return w[j, r] if transpose_w else w[r, j]
+
+    acc = te.compute(
+        (m, n),
+        # int16 products are exact (|u8 * i8| <= 32640) and vectorize twice as wide.
+        lambda i, j: te.sum(
+            (x[i, k].astype("int16") * weight(j, k).astype("int16")).astype("int32"), axis=k),
+        name="dense",
+        attrs={"schedule_rule": DENSE_RULE},
+    )
+    return te.compute(
+        (m, n),
+        lambda i, j: requant_expr(acc[i, j] + bias[j], scale[j], rq),
+        name="requant",
+    )
+
+
+def int8_dense_ref(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    rq: Requant,
+    *,
+    x_zero_point: int = 0,
+    transpose_w: bool = True,
+) -> np.ndarray:
+    """numpy reference of :func:`int8_dense_compute` (int64 accumulation, then requant_np
+    with ``rq.scale``)."""
+    del x_zero_point
+    _dims(x.shape, w.shape, transpose_w)
+    wl = w.astype(np.int64)
+    acc = x.astype(np.int64) @ (wl.T if transpose_w else wl)
+    acc += np.asarray(bias, dtype=np.int64).reshape(1, -1)
+    if np.abs(acc).max(initial=0) >= 2**31:
+        raise OverflowError("int8 dense reference: accumulator exceeds int32")
+    return requant_np(acc.astype(np.int32), rq, channel_axis=1)
+
+
+def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
+    """Default CPU schedule of :func:`int8_dense_compute` (blocks found by name).
+
+    (K, N) weights: vectorize over output columns (one broadcast activation times a
+    contiguous weight row per step), a few vectors per task, parallel over column blocks.
+    (N, K) weights: vectorize the reduction over K (rfactor into per-lane partial sums,
+    reduced at the end), parallel over output columns. The requant epilogue follows each
+    block of outputs, vectorized.
+    """
+    lanes = vector_lanes(target, 32)
+    dense = sch.get_sblock("dense")
+    req = sch.get_sblock("requant")
+    i, j, k = sch.get_loops(dense)
+    n, kk = loop_extent(sch, j), loop_extent(sch, k)
+    n_major = not _k_major_access(sch, dense)
+    if n_major and kk % lanes == 0:
+        ko, ki = sch.split(k, [None, lanes])
+        jo, ji = sch.split(j, [None, _divisor(n, 4)])
+        sch.reorder(jo, i, ko, ji, ki)
+        sch.parallel(jo)
+        # Partial sums per lane (the rfactor block), reduced across lanes afterwards.
+        rf = sch.rfactor(ki, factor_axis=0)
+        sch.unroll(sch.get_loops(rf)[-2])
+        sch.vectorize(sch.get_loops(rf)[-1])
+        init = sch.decompose_reduction(rf, sch.get_loops(rf)[-3])
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.reverse_compute_at(req, jo)
+        return sch
+    if n_major:
+        jo, ji = sch.split(j, [None, _divisor(n, 4)])
+        sch.reorder(jo, i, ji, k)
+        sch.parallel(jo)
+        sch.reverse_compute_at(req, jo)
+        return sch
+    # (K, N): columns in vector lanes.
+    block = lanes * _divisor(max(1, n // lanes), 4)
+    if n % lanes:
+        block = lanes
+    jo, ji = sch.split(j, [None, block]) if n >= block else (None, j)
+    if jo is None:
+        sch.reorder(i, k, ji)
+        vectorize_loop(sch, ji, lanes)
+        return sch
+    jv, jl = sch.split(ji, [None, lanes]) if block > lanes else (None, ji)
+    inner = [jv, jl] if jv is not None else [jl]
+    sch.reorder(jo, i, k, *inner)
+    sch.parallel(jo)
+    if jv is not None:
+        sch.unroll(jv)
+    sch.vectorize(jl)
+    sch.decompose_reduction(dense, k)
+    sch.reverse_compute_at(req, jo)
+    vectorize_loop(sch, sch.get_loops(req)[-1], lanes)
+    return sch
+
+
+def _divisor(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def _k_major_access(sch: s_tir.Schedule, dense) -> bool:
+    """True when the weight is read as w[k, n] (MatMul layout)."""
+    region = sch.get(dense).reads[1].region
+    it_k = sch.get(dense).iter_vars[2].var
+    first = region[0].min
+    return any(v.same_as(it_k) for v in _vars(first))
+
+
+def _vars(expr) -> list:
+    found = []
+    tvm_ffi.structural_walk(expr, (tirx.Var, found.append), order="post")
+    return found

@@ -1,0 +1,179 @@
+"""int8 conv2d: the scheduled kernel is bit-exact against its numpy reference (hypothesis
+over shapes, groups, strides, padding, dilation, zero points, weights), vectorized, and the
+reference agrees with onnxruntime's QLinearConv on one-layer QDQ models."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kernel_harness import build_kernel, host_target, run_kernel
+from tvm import te
+
+from prom_tvm.schedules.cpu_default import vector_bits
+from prom_tvm.schedules.int8_conv2d import (
+    conv_output_size,
+    int8_conv2d_compute,
+    int8_conv2d_ref,
+    schedule_int8_conv2d,
+)
+from prom_tvm.schedules.requant import QRANGE, Requant
+
+
+def _layer(case):
+    """Placeholders, output tensor and numpy inputs for one conv case."""
+    rng = np.random.default_rng(case["seed"])
+    n, cin, cout, groups = case["n"], case["cin"], case["cout"], case["groups"]
+    kh, kw = case["kernel"]
+    xdt, ydt = case["x_dtype"], case["y_dtype"]
+    x = te.placeholder((n, cin, case["h"], case["w"]), xdt, name="x")
+    w = te.placeholder((cout, cin // groups, kh, kw), "int8", name="w")
+    bias = te.placeholder((cout,), "int32", name="bias")
+    scale = te.placeholder((cout,), "float32", name="scale")
+    lo, hi = QRANGE[ydt]
+    qmin = int(rng.integers(lo, lo + 40)) if case["clamp"] else lo
+    qmax = int(rng.integers(hi - 40, hi + 1)) if case["clamp"] else hi
+    rq = Requant(scale=(rng.random(cout) * 2e-3 + 1e-5).astype(np.float32),
+                 zero_point=int(rng.integers(lo, hi + 1)), qmin=qmin, qmax=qmax, out_dtype=ydt)
+    params = {k: case[k] for k in ("strides", "padding", "dilation", "groups", "x_zero_point")}
+    y = int8_conv2d_compute(x, w, bias, scale, rq=rq, **params)
+    xlo, xhi = QRANGE[xdt]
+    arrays = [
+        rng.integers(xlo, xhi + 1, (n, cin, case["h"], case["w"])).astype(xdt),
+        case["weights"](rng, (cout, cin // groups, kh, kw)),
+        rng.integers(-20000, 20000, cout).astype(np.int32),
+        rq.scale,
+    ]
+    return [x, w, bias, scale], y, arrays, rq, params
+
+
+def _random_weights(rng, shape):
+    return rng.integers(-128, 128, shape).astype(np.int8)
+
+
+def _extreme_weights(rng, shape):
+    return rng.choice(np.array([-128, -1, 0, 1, 127], dtype=np.int8), shape)
+
+
+@st.composite
+def conv_cases(draw):
+    kind = draw(st.sampled_from(["regular", "depthwise", "grouped"]))
+    groups_n = draw(st.integers(2, 3))
+    if kind == "regular":
+        cin, cout, groups = draw(st.integers(1, 6)), draw(st.integers(1, 10)), 1
+    elif kind == "depthwise":
+        cin = draw(st.integers(1, 12))
+        cout, groups = cin, cin
+    else:
+        cin = groups_n * draw(st.integers(1, 3))
+        cout, groups = groups_n * draw(st.integers(1, 3)), groups_n
+    kh, kw = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5), (1, 3)]))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (1, 2)]))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h, w = draw(st.integers(1, 19)), draw(st.integers(1, 37))
+    ho = conv_output_size(h, kh, strides[0], padding[0], padding[2], dilation[0])
+    wo = conv_output_size(w, kw, strides[1], padding[1], padding[3], dilation[1])
+    if ho < 1 or wo < 1:
+        h += dilation[0] * (kh - 1) + 1
+        w += dilation[1] * (kw - 1) + 1
+    x_dtype = draw(st.sampled_from(["uint8", "int8"]))
+    lo, hi = QRANGE[x_dtype]
+    return {
+        "n": draw(st.sampled_from([1, 1, 2])), "cin": cin, "cout": cout, "groups": groups,
+        "kernel": (kh, kw), "strides": strides, "dilation": dilation, "padding": padding,
+        "h": h, "w": w, "x_dtype": x_dtype, "y_dtype": draw(st.sampled_from(["uint8", "int8"])),
+        "x_zero_point": draw(st.integers(lo, hi)), "clamp": draw(st.booleans()),
+        "weights": draw(st.sampled_from([_random_weights, _extreme_weights])),
+        "seed": draw(st.integers(0, 2**31)),
+    }
+
+
+def _check(case):
+    placeholders, y, arrays, rq, params = _layer(case)
+    lib = build_kernel(placeholders, y, lambda s: schedule_int8_conv2d(s, host_target()))
+    got = run_kernel(lib, arrays, [int(v) for v in y.shape], rq.out_dtype)
+    want = int8_conv2d_ref(arrays[0], arrays[1], arrays[2], rq, **params)
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_scheduled_conv_matches_reference(case):
+    _check(case)
+
+
+MOBILENET_V2 = [
+    # (cin, cout, hw, k, stride, groups): first conv and every depthwise shape, widths cut
+    # to keep the test fast where the width does not change the loop structure.
+    (3, 32, 224, 3, 2, 1),
+    (32, 32, 112, 3, 1, 32),
+    (16, 16, 112, 3, 2, 16),
+    (16, 16, 56, 3, 1, 16),
+    (16, 16, 56, 3, 2, 16),
+    (16, 16, 28, 3, 1, 16),
+    (16, 16, 14, 3, 2, 16),
+    (40, 40, 14, 3, 1, 40),
+    (40, 40, 7, 3, 1, 40),
+    (24, 48, 7, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize(("cin", "cout", "hw", "k", "stride", "groups"), MOBILENET_V2)
+def test_mobilenet_v2_shapes(cin, cout, hw, k, stride, groups):
+    _check({
+        "n": 1, "cin": cin, "cout": cout, "groups": groups, "kernel": (k, k),
+        "strides": (stride, stride), "dilation": (1, 1), "padding": (k // 2,) * 4, "h": hw,
+        "w": hw, "x_dtype": "uint8", "y_dtype": "uint8", "x_zero_point": 3, "clamp": True,
+        "weights": _random_weights, "seed": cin * hw + stride,
+    })
+
+
+def test_worst_case_accumulation_is_exact():
+    """All-extreme inputs and weights over a deep reduction stay exact in int32."""
+    case = {
+        "n": 1, "cin": 256, "cout": 4, "groups": 1, "kernel": (3, 3), "strides": (1, 1),
+        "dilation": (1, 1), "padding": (1, 1, 1, 1), "h": 5, "w": 5, "x_dtype": "uint8",
+        "y_dtype": "int8", "x_zero_point": 0, "clamp": False, "seed": 0,
+        "weights": lambda rng, shape: np.full(shape, -128, np.int8),
+    }
+    placeholders, y, arrays, rq, params = _layer(case)
+    arrays[0][:] = 255
+    lib = build_kernel(placeholders, y, lambda s: schedule_int8_conv2d(s, host_target()))
+    got = run_kernel(lib, arrays, [int(v) for v in y.shape], rq.out_dtype)
+    np.testing.assert_array_equal(got, int8_conv2d_ref(arrays[0], arrays[1], arrays[2], rq,
+                                                       **params))
+
+
+@pytest.mark.parametrize(("groups", "cin"), [(1, 8), (8, 8)])
+def test_schedule_emits_full_width_vectors(groups, cin):
+    bits = vector_bits(host_target())
+    if bits < 256:
+        pytest.skip("host has no 256/512-bit integer SIMD")
+    lanes = bits // 32
+    case = {
+        "n": 1, "cin": cin, "cout": 8, "groups": groups, "kernel": (3, 3), "strides": (1, 1),
+        "dilation": (1, 1), "padding": (1, 1, 1, 1), "h": 16, "w": 32, "x_dtype": "uint8",
+        "y_dtype": "uint8", "x_zero_point": 0, "clamp": False, "weights": _random_weights,
+        "seed": 0,
+    }
+    placeholders, y, *_ = _layer(case)
+    lib = build_kernel(placeholders, y, lambda s: schedule_int8_conv2d(s, host_target()))
+    ir = lib.mod.inspect_source("ll")
+    # the accumulation and the requant epilogue both run on whole vectors
+    assert re.search(rf"add (nsw )?<{lanes} x i32>", ir), "int32 accumulation is not vectorized"
+    assert re.search(rf"fmul <{lanes} x float>", ir), "requant epilogue is not vectorized"
+
+
+def test_bad_groups_name_the_problem():
+    x = te.placeholder((1, 6, 8, 8), "uint8", name="x")
+    w = te.placeholder((4, 4, 3, 3), "int8", name="w")
+    b = te.placeholder((4,), "int32", name="b")
+    s = te.placeholder((4,), "float32", name="s")
+    rq = Requant(np.ones(4, np.float32), 0, 0, 255, "uint8")
+    with pytest.raises(ValueError, match="groups=2"):
+        int8_conv2d_compute(x, w, b, s, strides=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+                            groups=2, x_zero_point=0, rq=rq)
