@@ -1,0 +1,76 @@
+"""``python -m prom_tvm.build model.onnx --target ... -o model.so``: compile and export.
+
+Prints the per-layer summary (which kernel each Conv / Gemm / MatMul got) and writes the
+library plus its metadata (``model.so.prom.json``) for ``prom_tvm.load``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]] | None:
+    """``name=1,3,224,224`` -> {"name": (1, 3, 224, 224)}."""
+    if not items:
+        return None
+    shapes = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise SystemExit(f"--input-shape {item!r}: expected NAME=D0,D1,... "
+                             "e.g. input=1,3,224,224") from None
+    return shapes
+
+
+def format_summary(rows: list[dict]) -> str:
+    lines = [f"{'layer':32s} {'op':6s} {'kernel':12s} {'weight':>18s}  notes"]
+    for r in rows:
+        notes = r.get("reason") or r.get("note") or (
+            f"acc {r['acc_dtype']}" if "acc_dtype" in r else "")
+        shape = "x".join(str(d) for d in r["weight_shape"])
+        lines.append(f"{r['name'][:32]:32s} {r['op']:6s} {r['kernel']:12s} {shape:>18s}  {notes}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["kernel"]] = counts.get(r["kernel"], 0) + 1
+    lines.append("kernels: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m prom_tvm.build",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("model", help="QDQ (or float) ONNX model")
+    ap.add_argument("--target", default=None,
+                    help='TVM target, e.g. "llvm -mcpu=cortex-a72" (default: this CPU)')
+    ap.add_argument("-o", "--output", default=None, help="library to write (default: MODEL.so)")
+    ap.add_argument("--tuning-log", default=None, help="meta-schedule database directory")
+    ap.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                    help="fix a dynamic input shape (repeatable)")
+    ap.add_argument("--cc", default=None, help="C compiler / cross-compiler used to link")
+    ap.add_argument("--quiet", action="store_true", help="do not print the layer summary")
+    args = ap.parse_args(argv)
+
+    from .compiler import build
+
+    try:
+        lib = build(args.model, args.target, tuning_log=args.tuning_log,
+                    input_shapes=parse_shapes(args.input_shape))
+        out = Path(args.output or Path(args.model).with_suffix(".so"))
+        lib.export_library(out, cc=args.cc)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(format_summary(lib.summary()))
+    print(f"wrote {out} (+ {out.name}.prom.json) for {lib.target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
