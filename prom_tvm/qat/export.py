@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,11 +98,13 @@ def export_onnx(
     twin, codes = _float_twin(model)
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float_twin.onnx"
-        torch.onnx.export(
-            twin, (example_input,), str(float_path), dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["logits"], do_constant_folding=True,
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch
-            else None)
+        with warnings.catch_warnings():  # the TorchScript exporter is deprecated, not gone
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                    twin, (example_input,), str(float_path), dynamo=False, opset_version=opset,
+                input_names=["input"], output_names=["logits"], do_constant_folding=True,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch
+                else None)
         proto = onnx.load(str(float_path))
     _store_integer_codes(proto, codes)
     _constants_to_initializers(proto.graph)

@@ -10,6 +10,9 @@ become graph nodes one can put a quantizer on), BatchNorm is folded into the con
   requantization clamp),
 - on both inputs and the output of every tensor + tensor add (residual connections).
 
+Dropout and stochastic depth (identity in eval) are looked through: the quantizer goes on
+their input, so the exported graph has one quantizer per tensor.
+
 Everything else (Hardswish, SiLU, sigmoid, the multiply of squeeze-excitation blocks, pooling,
 concatenation) runs in float between a dequantize and the next quantizer.
 """
@@ -25,9 +28,13 @@ from torch import fx, nn
 
 from prom_tvm.qat.config import QATConfig
 from prom_tvm.qat.modules import ActivationQuant, QuantConv2d, QuantLinear
+from prom_tvm.qat.trace import StochasticDepth, trace
 
 _RELU_MODULES = (nn.ReLU, nn.ReLU6)
 _RELU_FUNCTIONS = (F.relu, F.relu6, torch.relu)
+# (trace turns the functional forms into these modules)
+_IDENTITY_IN_EVAL_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                             nn.AlphaDropout, nn.Identity, StochasticDepth)
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _ADD_METHODS = ("add", "add_")
 # Layers with weights that ``prepare`` would otherwise silently leave in float.
@@ -66,7 +73,7 @@ def prepare(model: nn.Module, config: QATConfig | None = None) -> fx.GraphModule
     if is_prepared(model):
         raise ValueError("this model was already prepared by prom_tvm.qat.prepare; train or "
                          "export it as it is")
-    gm = _trace(copy.deepcopy(model))
+    gm = trace(copy.deepcopy(model))
     modules = dict(gm.named_modules())
     _check_config_names(config, modules)
     plan = _plan_layers(gm, modules, config)
@@ -92,16 +99,6 @@ def quantized_layers(gm: fx.GraphModule) -> list[tuple[str, str]]:
             scale_node = node.args[1]
             layers.append((node.target, scale_node.target.rsplit(".", 1)[0]))
     return layers
-
-
-def _trace(model: nn.Module) -> fx.GraphModule:
-    try:
-        return fx.symbolic_trace(model)
-    except Exception as err:  # fx raises many types (TraceError, TypeError, ...)
-        raise ValueError(
-            f"prom_tvm.qat.prepare traces the model with torch.fx and could not trace "
-            f"{type(model).__name__}: {err}. Data-dependent Python control flow in forward() "
-            "must be removed or wrapped with torch.fx.wrap") from err
 
 
 def _in_float_modules(name: str, config: QATConfig) -> bool:
@@ -212,6 +209,12 @@ def _is_relu(node: fx.Node, gm: fx.GraphModule) -> bool:
     return node.op == "call_function" and node.target in _RELU_FUNCTIONS
 
 
+def _is_identity_in_eval(node: fx.Node, gm: fx.GraphModule) -> bool:
+    """Dropout, stochastic depth, Identity: gone from an eval-mode export."""
+    return node.op == "call_module" and isinstance(
+        gm.get_submodule(node.target), _IDENTITY_IN_EVAL_MODULES)
+
+
 def _is_tensor_add(node: fx.Node) -> bool:
     is_add = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
         node.op == "call_method" and node.target in _ADD_METHODS)
@@ -226,6 +229,10 @@ def _insert_activation_quant(gm: fx.GraphModule, plan: dict[fx.Node, str],
     def ensure_quant(node: fx.Node) -> fx.Node:
         if node.op == "call_module" and isinstance(gm.get_submodule(node.target), ActivationQuant):
             return node
+        if _is_identity_in_eval(node, gm):
+            # Quantize what goes in instead: a second quantizer right behind the first would
+            # be a Q-DQ-Q-DQ chain in ONNX, which onnxruntime merges (changing the numbers).
+            return ensure_quant(node.args[0])
         if node not in quant_of:
             name = f"aq_{node.name}"
             gm.add_submodule(name, ActivationQuant(config.activation_momentum))
@@ -243,7 +250,7 @@ def _insert_activation_quant(gm: fx.GraphModule, plan: dict[fx.Node, str],
             ensure_quant(tail)
             with graph.inserting_before(node):
                 scale = graph.get_attr(f"{x_q.target}.scale")
-            node.args = (x_q, scale)
+            node.args = (node.args[0], scale)  # args[0] may be a dropout behind x_q
         elif _is_tensor_add(node):
             for arg in node.args[:2]:
                 ensure_quant(arg)
