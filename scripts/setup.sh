@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up prom_tvm on a fresh machine: a virtual environment in .venv with the package.
+#   scripts/setup.sh          core + onnxruntime (what the demo needs)
+#   scripts/setup.sh --dev    + torch, torchvision, test and lint tools, test data
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+
+python3 -m venv .venv
+pip=".venv/bin/pip"
+if [[ $dev == 1 ]]; then
+    "$pip" install -q -e '.[dev,torch]'
+    # torchvision is only used by tests (its wheel here is a CUDA build: keep torch's CPU wheel)
+    "$pip" install -q --no-deps torchvision==0.28.0 || echo "note: torchvision unavailable; its tests will skip"
+    # Fashion-MNIST for the accuracy benchmark and its tiny test (Debian package, needs root)
+    if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+        (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+            || echo "note: dataset-fashion-mnist not installed; its tests will skip"
+    fi
+else
+    "$pip" install -q -e '.[demo]'
+fi
