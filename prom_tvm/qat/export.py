@@ -11,8 +11,10 @@ TorchScript exporter, then replace each weight / bias initializer by its integer
   int8 zero point 0, ``axis=0``;
 - biases: int32 with scale ``s_x * s_w[c]`` (float32), zero point 0, ``axis=0``.
 
-That is the layout onnxruntime's ``quantize_static`` writes (see ``docs/qdq_patterns.md``),
-which both onnxruntime and ``prom_tvm.build`` run.
+Then ``onnx_cleanup`` makes quantization parameters initializers and drops each ReLU / ReLU6
+that the next ``QuantizeLinear`` already clamps (exactly).  The result has the layout
+onnxruntime's ``quantize_static`` writes (see ``docs/qdq_patterns.md``), which both onnxruntime
+and ``prom_tvm.build`` run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from onnx import helper, numpy_helper
 from torch import fx, nn
 
 from prom_tvm.qat.modules import ActivationQuant, QuantConv2d, QuantLinear
+from prom_tvm.qat.onnx_cleanup import constants_to_initializers, drop_redundant_activations
 from prom_tvm.qat.prepare import is_prepared, quantized_layers
 from prom_tvm.qat.quantizers import dequantize_weight
 
@@ -107,7 +110,8 @@ def export_onnx(
                 else None)
         proto = onnx.load(str(float_path))
     _store_integer_codes(proto, codes)
-    _constants_to_initializers(proto.graph)
+    constants_to_initializers(proto.graph)
+    drop_redundant_activations(proto.graph)
     proto.producer_name = "prom_tvm.qat"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
@@ -210,22 +214,3 @@ def _dequantized_initializer(graph: onnx.GraphProto, inits: dict[str, onnx.Tenso
         "DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"],
         [name], name=f"{name}_DequantizeLinear", axis=axis)
 
-
-def _constants_to_initializers(graph: onnx.GraphProto) -> None:
-    """Turn ``Constant`` nodes (scales, zero points, Clip bounds) into initializers.
-
-    Same values; the graph then looks like onnxruntime's own QDQ models, where every
-    quantization parameter is an initializer.
-    """
-    kept = []
-    for node in graph.node:
-        attrs = {a.name: a for a in node.attribute}
-        if node.op_type == "Constant" and set(attrs) == {"value"}:
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(attrs["value"].t)
-            tensor.name = node.output[0]
-            graph.initializer.append(tensor)
-        else:
-            kept.append(node)
-    del graph.node[:]
-    graph.node.extend(kept)
