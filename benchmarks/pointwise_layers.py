@@ -38,7 +38,8 @@ LAYERS = [
 ]
 
 
-def one_layer_qdq(cin: int, cout: int, hw: int, seed: int = 0) -> tuple[onnx.ModelProto, np.ndarray]:
+def one_layer_qdq(cin: int, cout: int, hw: int, seed: int = 0):
+    """A one-conv QDQ model (ternary 1x1 + ReLU) and a calibration-like input."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
                      "prom_tvm_us": float(np.median(t_tvm) * 1e6),
                      "max_diff_lsb_approx": lsb})
         rows[-1]["ratio_vs_ort"] = rows[-1]["prom_tvm_us"] / rows[-1]["ort_int8_us"]
-    print(f"{'layer':24s} {'shape':>16s} {'kernel':>12s} {'ORT us':>8s} {'prom us':>8s} {'ratio':>6s}")
+    print(f"{'layer':24s} {'shape':>16s} {'kernel':>12s} {'ORT us':>8s} {'prom us':>8s} "
+          f"{'ratio':>6s}")
     for r in rows:
         shape = f"{r['cin']}->{r['cout']}@{r['hw']}"
         print(f"{r['layer']:24s} {shape:>16s} {r['kernel']:>12s} {r['ort_int8_us']:8.1f} "

@@ -99,20 +99,22 @@ class _Lowering(relax.PyExprMutator):
     def _emit_ternary(self, layer: QLinear, tern, details: dict) -> relax.Expr:
         from ..schedules.ternary_conv1x1 import (
             TernaryLists,
-            accumulator_dtype,
+            accumulation_plan,
             ternary_conv1x1_compute,
         )
 
         x = layer.x
         n, cin, h, w = (int(s) for s in x.expr.ty.shape)
         lists = TernaryLists.from_signs(tern.signs)
-        acc_dtype = accumulator_dtype(lists, x.dtype)
+        plan = accumulation_plan(lists, x.dtype)
+        lists = lists.padded_to(plan.length)
         mag = tern.magnitude.astype(np.int64)  # integer weights: |w| of each channel
         bias = (layer.bias.astype(np.int64)
                 - x.zero_point * mag * (lists.n_pos - lists.n_neg)).astype(np.int32)
         rq = _requant(layer, ort_scale(x.scale, layer.weight_scale, layer.out.scale))
         magnitude = None if np.all(mag == 1) else mag.astype(np.int32)
-        details.update(acc_dtype=acc_dtype, nonzeros=int(lists.n_pos.sum() + lists.n_neg.sum()),
+        acc = "int16" if plan.chunks == 1 else f"int16x{plan.chunks}+int32"
+        details.update(acc_dtype=acc, nonzeros=int(lists.n_pos.sum() + lists.n_neg.sum()),
                        list_length=lists.length)
         x3 = self.builder_.emit(relax.op.reshape(x.expr, (n, cin, h * w)))
         args = [x3, relax.const(lists.pos), relax.const(lists.neg), relax.const(bias),
@@ -121,7 +123,7 @@ class _Lowering(relax.PyExprMutator):
             args.append(relax.const(magnitude))
         # Python-level parameters are bound with partial: call_te only converts tensors.
         y = self.builder_.call_te(
-            partial(ternary_conv1x1_compute, rq=rq, acc_dtype=acc_dtype), *args,
+            partial(ternary_conv1x1_compute, rq=rq, plan=plan), *args,
             primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
         )
         y = self.builder_.emit(y)

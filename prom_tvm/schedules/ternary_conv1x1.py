@@ -11,7 +11,8 @@ with a zero row) and adds / subtracts whole pixel vectors.  Pixels are the vecto
 (NCHW keeps them contiguous); a block of pixels of every input channel is widened once into a
 small buffer that stays in cache while every output channel is accumulated from it.
 
-Accumulation is int16 where the bound max(|P|, |N|) * max|x| provably fits, else int32.
+Partial sums are int16 (twice the lanes of int32) over chunks of the index lists short
+enough that the bound (entries per chunk) * max|x| provably fits; chunks are summed in int32.
 The one multiplication per output element is the float rescale of the epilogue.
 """
 
@@ -41,6 +42,15 @@ class TernaryLists:
     n_neg: np.ndarray
     cin: int
 
+    def padded_to(self, length: int) -> TernaryLists:
+        """The same lists padded with the zero row to ``length`` entries."""
+        extra = length - self.length
+        if extra < 0:
+            raise ValueError(f"cannot pad lists of length {self.length} to {length}")
+        pad = np.full((self.pos.shape[0], extra), self.cin, np.int32)
+        return TernaryLists(np.hstack([self.pos, pad]), np.hstack([self.neg, pad]),
+                            self.n_pos, self.n_neg, self.cin)
+
     @staticmethod
     def from_signs(signs: np.ndarray) -> TernaryLists:
         signs = np.asarray(signs)
@@ -66,17 +76,46 @@ class TernaryLists:
         return self.pos.shape[1]
 
 
-def accumulator_dtype(lists: TernaryLists, x_dtype: str) -> str:
-    """int16 when no partial sum can overflow it, else int32.
+@dataclass(frozen=True)
+class Accumulation:
+    """How the add chain is split: ``chunks`` int16 partial sums of ``chunk`` list entries
+    each (a partial is a sum of ``chunk`` (+x, -x) pairs), added in int32 when chunks > 1."""
 
-    uint8 inputs are >= 0, so every partial sum lies in [-255*|N|, 255*|P|]; int8 inputs
-    can have either sign, so the bound is 128 * (|P| + |N|).
+    chunk: int
+    chunks: int
+    partial_dtype: str = "int16"
+
+    @property
+    def length(self) -> int:
+        return self.chunk * self.chunks
+
+
+# Most (pos, neg) entry pairs an int16 partial sum can hold without overflow:
+# uint8 x >= 0 keeps a partial in [-255 * C, 255 * C]; int8 x gives |partial| <= 2 * 128 * C.
+INT16_PAIRS = {"uint8": 32767 // 255, "int8": 32767 // 256}
+
+
+def accumulation_plan(lists: TernaryLists, x_dtype: str) -> Accumulation:
+    """Chunk the index lists so that every int16 partial sum provably fits.
+
+    One chunk when the whole list fits (the exact per-channel counts are used: uint8 partial
+    sums lie in [-255*|N|, 255*|P|], int8 ones within 128*(|P|+|N|)); otherwise equal chunks
+    of at most INT16_PAIRS[x_dtype] entries.
     """
     if x_dtype == "uint8":
         bound = 255 * int(max(lists.n_pos.max(initial=0), lists.n_neg.max(initial=0)))
     else:
         bound = 128 * int((lists.n_pos + lists.n_neg).max(initial=0))
-    return "int16" if bound <= np.iinfo(np.int16).max else "int32"
+    if bound <= np.iinfo(np.int16).max:
+        return Accumulation(chunk=lists.length, chunks=1)
+    limit = INT16_PAIRS[x_dtype]
+    chunks = -(-lists.length // limit)
+    return Accumulation(chunk=-(-lists.length // chunks), chunks=chunks)
+
+
+def accumulator_dtype(lists: TernaryLists, x_dtype: str) -> str:
+    """The dtype the full sum is carried in: int16 with one chunk, int32 otherwise."""
+    return "int16" if accumulation_plan(lists, x_dtype).chunks == 1 else "int32"
 
 
 LANES = 16  # pixels per vector chunk: every padded row is a multiple of this
@@ -112,38 +151,59 @@ def ternary_conv1x1_compute(
     magnitude: te.Tensor | None = None,
     *,
     rq: Requant,
-    acc_dtype: str,
+    plan: Accumulation,
 ) -> te.Tensor:
     """TE compute of the add-only 1x1 conv on x reshaped to (N, Cin, H*W).
 
+    pos / neg: int32 [Cout, plan.length] index lists (``TernaryLists.padded_to``);
     bias: int32 [Cout], the quantized bias plus the zero-point correction
     ``-x_zp * m * (|P| - |N|)``; scale: float32 [Cout]; magnitude: optional int32 [Cout]
     integer weight magnitude m (127 for onnxruntime's {-127, 0, 127} encoding), applied to the
     finished sum as part of the rescale so the accumulator matches onnxruntime's exactly.
     Output (N, Cout, H*W) in rq.out_dtype.
 
-    Rows are padded to whole vector chunks (``padded_pixels``) so that every chunk is
+    Rows are padded to whole pixel blocks (``padded_pixels``) so that every block is
     computed without bounds checks; a final ``crop`` stage stores the real pixels.
     """
     n_batch, cin, hw = (int(v) for v in x.shape)
-    cout, length = pos.shape
+    cout, length = (int(v) for v in pos.shape)
+    if length != plan.length:
+        raise ValueError(f"index lists have {length} entries, the plan expects {plan.length}")
     hwp = padded_pixels(hw)
+    part_dtype = plan.partial_dtype
 
     # Widened input with one zero row (index Cin) that the padded index lists point to.
     xw = te.compute(
         (n_batch, cin + 1, hwp),
         lambda n, c, p: tirx.if_then_else(tirx.all(c < cin, p < hw),
-                                          x[n, c, tirx.min(p, hw - 1)].astype(acc_dtype),
-                                          tirx.const(0, acc_dtype)),
+                                          x[n, c, tirx.min(p, hw - 1)].astype(part_dtype),
+                                          tirx.const(0, part_dtype)),
         name="widen",
     )
-    k = te.reduce_axis((0, length), name="k")
-    acc = te.compute(
-        (n_batch, cout, hwp),
-        lambda n, co, p: te.sum(xw[n, pos[co, k], p] - xw[n, neg[co, k], p], axis=k),
-        name="acc",
-        attrs={"schedule_rule": SCHEDULE_RULE},
-    )
+    if plan.chunks == 1:
+        k = te.reduce_axis((0, length), name="k")
+        acc = te.compute(
+            (n_batch, cout, hwp),
+            lambda n, co, p: te.sum(xw[n, pos[co, k], p] - xw[n, neg[co, k], p], axis=k),
+            name="acc",
+            attrs={"schedule_rule": SCHEDULE_RULE},
+        )
+    else:
+        ki = te.reduce_axis((0, plan.chunk), name="ki")
+        part = te.compute(
+            (n_batch, cout, plan.chunks, hwp),
+            lambda n, co, c, p: te.sum(
+                xw[n, pos[co, c * plan.chunk + ki], p] - xw[n, neg[co, c * plan.chunk + ki], p],
+                axis=ki),
+            name="partial",
+            attrs={"schedule_rule": SCHEDULE_RULE},
+        )
+        kc = te.reduce_axis((0, plan.chunks), name="kc")
+        acc = te.compute(
+            (n_batch, cout, hwp),
+            lambda n, co, p: te.sum(part[n, co, kc, p].astype("int32"), axis=kc),
+            name="acc",
+        )
 
     def finish(n, co, p):
         total = acc[n, co, p].astype("int32")
@@ -168,26 +228,36 @@ def ternary_conv1x1_ref(x: np.ndarray, signs: np.ndarray, bias: np.ndarray, rq: 
     return requant_np(acc.astype(np.int32), rq)
 
 
+def _optional_block(sch, name: str):
+    try:
+        return sch.get_sblock(name)
+    except Exception:  # the compute did not need this stage
+        return None
+
+
 def schedule_ternary_conv1x1(sch, target=None, block: int | None = None) -> None:
     """Default CPU schedule: pixel blocks outside, output channels inside, lanes = pixels.
 
-    Loop nest: n, pixel-block (parallel) { widen block; for co { acc[block] in registers via
-    an add/sub chain over the index lists; requant (+ crop) and store } }.
+    Loop nest: n, pixel-block (parallel) { widen block; for co { [for chunk] add/sub chain
+    over the index lists into a register block; requant (+ crop) and store } }.
     """
     acc = sch.get_sblock("acc")
     widen = sch.get_sblock("widen")
     req = sch.get_sblock("requant")
-    try:
-        crop = sch.get_sblock("crop")
-    except Exception:  # rows already a whole number of chunks
-        crop = None
-    n, co, p, k = sch.get_loops(acc)
+    crop = _optional_block(sch, "crop")
+    part = _optional_block(sch, "partial")
+    chain = part if part is not None else acc
     # The channel index comes from the index lists, so TVM cannot bound the region of the
     # widened input it reads; declare it (all channels of the current pixels).
-    reads = [_region_name(r) for r in sch.get(acc).reads]
+    reads = [_region_name(r) for r in sch.get(chain).reads]
     rows = int(_region_shape(sch.get(widen).writes[0])[1])
-    _declare_read_region(sch, acc, reads.index("widen"),
-                         lambda vn, vco, vp, vk: [vn, vn + 1, 0, rows, vp, vp + 1])
+    if part is None:
+        _declare_read_region(sch, acc, reads.index("widen"),
+                             lambda vn, vco, vp, vk: [vn, vn + 1, 0, rows, vp, vp + 1])
+    else:
+        _declare_read_region(sch, part, reads.index("widen"),
+                             lambda vn, vco, vc, vp, vk: [vn, vn + 1, 0, rows, vp, vp + 1])
+    n, co, p, k = sch.get_loops(acc)
     hwp = int(sch.get(p).extent)
     cout = int(sch.get(co).extent)
     block = block or pixel_block(hwp)
@@ -209,9 +279,19 @@ def schedule_ternary_conv1x1(sch, target=None, block: int | None = None) -> None
             sch.reverse_compute_at(crop, co)
         else:
             sch.reverse_compute_at(crop, sch.get_loops(acc)[0])
+    if part is not None:
+        sch.compute_at(part, k)  # one chunk's int16 partial sum per kc iteration
     sch.compute_at(widen, outer)
-    # Accumulator lives in a local block buffer (registers after LLVM's SROA).
+    # Accumulators live in local block buffers (registers after LLVM's SROA).
     sch.set_scope(acc, 0, "local")
+    if part is not None:
+        sch.set_scope(part, 0, "local")
+        ploops = sch.get_loops(part)
+        sch.reorder(ploops[-1], ploops[-2])  # chunk entries outside, pixels (lanes) inside
+        ploops = sch.get_loops(part)
+        sch.vectorize(ploops[-1])
+        pinit = sch.decompose_reduction(part, ploops[-2])
+        sch.vectorize(sch.get_loops(pinit)[-1])
     sch.vectorize(pi)
     init = sch.decompose_reduction(acc, k)
     sch.vectorize(sch.get_loops(init)[-1])

@@ -12,6 +12,7 @@ from tvm import te
 from prom_tvm.schedules.requant import Requant
 from prom_tvm.schedules.ternary_conv1x1 import (
     TernaryLists,
+    accumulation_plan,
     accumulator_dtype,
     schedule_ternary_conv1x1,
     ternary_conv1x1_compute,
@@ -23,6 +24,8 @@ def run_ternary(x, signs, bias, rq, magnitude=None):
     n, cin, h, w = x.shape
     lists = TernaryLists.from_signs(signs)
     acc_dtype = accumulator_dtype(lists, str(x.dtype))
+    plan = accumulation_plan(lists, str(x.dtype))
+    lists = lists.padded_to(plan.length)
     cout = signs.shape[0]
     xs = te.placeholder((n, cin, h * w), str(x.dtype), "x")
     ps = [te.placeholder(lists.pos.shape, "int32", "pos"),
@@ -32,15 +35,15 @@ def run_ternary(x, signs, bias, rq, magnitude=None):
     if magnitude is not None:
         ps.append(te.placeholder((cout,), "int32", "magnitude"))
         inputs.append(magnitude)
-    out = ternary_conv1x1_compute(xs, *ps, rq=rq, acc_dtype=acc_dtype)
+    out = ternary_conv1x1_compute(xs, *ps, rq=rq, plan=plan)
     lib = build_kernel([xs, *ps], out, schedule_ternary_conv1x1)
     y = run_kernel(lib, inputs, (n, cout, h * w), rq.out_dtype)
     return y.reshape(n, cout, h, w), acc_dtype
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    cin=st.integers(1, 80), cout=st.integers(1, 40), h=st.integers(1, 12), w=st.integers(1, 12),
+    cin=st.integers(1, 400), cout=st.integers(1, 40), h=st.integers(1, 12), w=st.integers(1, 12),
     batch=st.sampled_from([1, 1, 2]), density=st.floats(0.0, 1.0),
     x_dtype=st.sampled_from(["uint8", "int8"]), out_dtype=st.sampled_from(["uint8", "int8"]),
     with_magnitude=st.booleans(), seed=st.integers(0, 2**31 - 1),
@@ -71,6 +74,14 @@ def test_half_way_values_round_to_even():
                  out_dtype="uint8")
     got, _ = run_ternary(x, signs, np.zeros(1, np.int32), rq)
     np.testing.assert_array_equal(got.ravel(), [0, 2, 2, 4])
+
+
+def test_long_lists_are_chunked_into_int16_partials():
+    lists = TernaryLists.from_signs(np.ones((3, 2048), np.int8))
+    plan = accumulation_plan(lists, "uint8")
+    assert plan.chunks > 1 and plan.chunk <= 128 and plan.length >= 2048
+    plan8 = accumulation_plan(lists, "int8")
+    assert plan8.chunk * 2 * 128 <= 32767
 
 
 def test_accumulator_is_int16_only_when_it_provably_fits():
