@@ -122,8 +122,16 @@ class _Lowering(relax.PyExprMutator):
         if magnitude is not None:
             args.append(relax.const(magnitude))
         # Python-level parameters are bound with partial: call_te only converts tensors.
+        # |sum| <= 255 * max(|P|, |N|) (uint8) or 128 * (|P| + |N|) (int8)
+        if x.dtype == "uint8":
+            sum_bound = 255 * int(max(lists.n_pos.max(initial=0), lists.n_neg.max(initial=0)))
+        else:
+            sum_bound = 128 * int((lists.n_pos + lists.n_neg).max(initial=0))
+        float_rescale = bool(
+            int(mag.max(initial=1)) * sum_bound + int(np.abs(bias).max(initial=0)) < 2**24)
         y = self.builder_.call_te(
-            partial(ternary_conv1x1_compute, rq=rq, plan=plan), *args,
+            partial(ternary_conv1x1_compute, rq=rq, plan=plan, float_rescale=float_rescale),
+            *args,
             primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
         )
         y = self.builder_.emit(y)

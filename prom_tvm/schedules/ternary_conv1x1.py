@@ -152,6 +152,7 @@ def ternary_conv1x1_compute(
     *,
     rq: Requant,
     plan: Accumulation,
+    float_rescale: bool = False,
 ) -> te.Tensor:
     """TE compute of the add-only 1x1 conv on x reshaped to (N, Cin, H*W).
 
@@ -161,6 +162,10 @@ def ternary_conv1x1_compute(
     integer weight magnitude m (127 for onnxruntime's {-127, 0, 127} encoding), applied to the
     finished sum as part of the rescale so the accumulator matches onnxruntime's exactly.
     Output (N, Cout, H*W) in rq.out_dtype.
+
+    ``float_rescale``: the caller proved |m * sum + bias| < 2**24, so the magnitude and bias
+    are applied in float32 (exact for integers below 2**24, hence bit-identical to the int32
+    path) and the epilogue is one fused multiply-add plus the scale multiply.
 
     Rows are padded to whole pixel blocks (``padded_pixels``) so that every block is
     computed without bounds checks; a final ``crop`` stage stores the real pixels.
@@ -206,6 +211,11 @@ def ternary_conv1x1_compute(
         )
 
     def finish(n, co, p):
+        if magnitude is not None and float_rescale:
+            f32 = "float32"
+            total = (acc[n, co, p].astype(f32) * magnitude[co].astype(f32)
+                     + bias[co].astype(f32))
+            return requant_expr(total, scale[co], rq)
         total = acc[n, co, p].astype("int32")
         if magnitude is not None:
             total = total * magnitude[co]  # per-output rescale, outside the add chain

@@ -29,7 +29,8 @@ MUL = re.compile(r"= (f?mul(?: [a-z]+)*) (<\d+ x [a-z0-9]+>|[a-z0-9]+) ")
 VECTOR_INT_MUL_ASM = re.compile(r"^\s+(v?pmul\w*|v?pmadd\w*|vpdp\w*)\s", re.M)
 
 
-def kernel_code(cin: int, cout: int, hw: int, with_magnitude: bool, seed: int = 0):
+def kernel_code(cin: int, cout: int, hw: int, with_magnitude: bool, seed: int = 0,
+                float_rescale: bool = False):
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1, 0, 1], (cout, cin))
     lists = TernaryLists.from_signs(signs)
@@ -43,7 +44,7 @@ def kernel_code(cin: int, cout: int, hw: int, with_magnitude: bool, seed: int = 
           te.placeholder((cout,), "int32", "bias"), te.placeholder((cout,), "float32", "scale")]
     if with_magnitude:
         ps.append(te.placeholder((cout,), "int32", "magnitude"))
-    out = ternary_conv1x1_compute(x, *ps, rq=rq, plan=plan)
+    out = ternary_conv1x1_compute(x, *ps, rq=rq, plan=plan, float_rescale=float_rescale)
     lib = build_kernel([x, *ps], out, schedule_ternary_conv1x1)
     return lib.mod.inspect_source("ll"), lib.mod.inspect_source("asm"), acc_dtype
 
@@ -72,3 +73,12 @@ def test_onnxruntime_encoding_multiplies_only_after_widening():
     muls = Counter(ty for op, ty in MUL.findall(ll) if op.split()[0] == "mul")
     assert not [ty for ty in muls if ty.endswith("i16>") or ty == "i16"], muls
     assert any(ty.endswith("i32>") for ty in muls), muls  # the rescale's integer factor
+
+
+def test_float_rescale_has_no_integer_multiply_at_all():
+    """With the bound proven, magnitude and bias go into the float rescale (fma / fmul)."""
+    ll, asm, _ = kernel_code(96, 24, 3136, with_magnitude=True, float_rescale=True)
+    int_vector_muls = [ty for op, ty in MUL.findall(ll) if op.split()[0] == "mul"
+                       and ty.startswith("<")]
+    assert not int_vector_muls
+    assert not VECTOR_INT_MUL_ASM.findall(asm)
