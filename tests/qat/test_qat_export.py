@@ -8,7 +8,7 @@ from onnx import numpy_helper
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from conftest import run_onnxruntime, train_steps  # noqa: E402
+from qat_helpers import run_onnxruntime, train_steps  # noqa: E402
 from qdq_checks import (  # noqa: E402
     check_prom_weights,
     check_residual_adds_quantized,

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from conftest import run_onnxruntime, train_steps  # noqa: E402
+from qat_helpers import run_onnxruntime, train_steps  # noqa: E402
 from qdq_checks import check_prom_weights, check_residual_adds_quantized  # noqa: E402
 
 from prom_tvm import qat  # noqa: E402
