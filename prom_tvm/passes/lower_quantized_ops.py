@@ -102,6 +102,11 @@ class _Lowering(relax.PyExprMutator):
             accumulation_plan,
             ternary_conv1x1_compute,
         )
+        from ..schedules.ternary_conv1x1_baked import (
+            DEFAULT_BAKED_WEIGHTS,
+            baked_ternary_primfunc,
+            can_bake,
+        )
 
         x = layer.x
         n, cin, h, w = (int(s) for s in x.expr.ty.shape)
@@ -129,13 +134,22 @@ class _Lowering(relax.PyExprMutator):
             sum_bound = 128 * int((lists.n_pos + lists.n_neg).max(initial=0))
         float_rescale = bool(
             int(mag.max(initial=1)) * sum_bound + int(np.abs(bias).max(initial=0)) < 2**24)
-        y = self.builder_.call_te(
-            partial(ternary_conv1x1_compute, rq=rq, plan=plan, float_rescale=float_rescale),
-            *args,
-            primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
-        )
-        y = self.builder_.emit(y)
         cout = lists.pos.shape[0]
+        max_baked = int(self.options.get("bake_max_weights", DEFAULT_BAKED_WEIGHTS))
+        if can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):
+            details["form"] = "baked"
+            func = baked_ternary_primfunc(tern.signs, n, h * w, x.dtype, bias, rq, magnitude,
+                                          float_rescale).with_attr("op_pattern", 8)
+            gv = self.builder_.add_func(func, f"prom_ternary_baked_{self.count}")
+            y = relax.call_tir(gv, [x3], out_ty=relax.TensorType((n, cout, h * w), rq.out_dtype))
+        else:
+            details["form"] = "index-lists"
+            y = self.builder_.call_te(
+                partial(ternary_conv1x1_compute, rq=rq, plan=plan, float_rescale=float_rescale),
+                *args,
+                primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
+            )
+        y = self.builder_.emit(y)
         return relax.op.reshape(y, (n, cout, h, w))
 
     def _emit_int8(self, layer: QLinear, details: dict) -> relax.Expr:
@@ -249,7 +263,9 @@ class _FloatLayers(relax.PyExprVisitor):
 class LowerQuantizedOps:
     """Module pass; after it runs, ``decisions`` lists every Conv / Gemm / MatMul.
 
-    options: {"ternary": bool, "int8_add": bool} switch rewrites off (for A/B tests).
+    options: {"ternary": bool, "int8_add": bool} switch rewrites off (for A/B tests);
+    {"bake_max_weights": int} sets the largest ternary layer (Cin * Cout) compiled as
+    weight-specialized code (0: none).
     """
 
     def __init__(self, options: dict | None = None):
