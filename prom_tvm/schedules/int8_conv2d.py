@@ -18,9 +18,20 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from prom_tvm.schedules.cpu_default import loop_extent, vector_lanes, vectorize_loop
+from prom_tvm.schedules.int8_x86_intrin import (
+    DEPTHWISE_LOAD_BYTES,
+    depthwise_row_fits,
+    depthwise_row_intrin,
+    has_vnni_vbmi,
+)
 from prom_tvm.schedules.requant import Requant, requant_expr, requant_np
+from prom_tvm.schedules.requant_rows import requant_attrs, tensorize_requant_row
 
 CONV_RULE = "prom_tvm.int8_conv2d"
+# Bytes a kernel may read past the last padded row (one AVX-512 vector).
+_VECTOR_SLACK = DEPTHWISE_LOAD_BYTES
+# TVM puts constant-size buffers below this on the stack, larger ones in its workspace pool.
+_STACK_BYTES = 1024
 DEPTHWISE_RULE = "prom_tvm.int8_conv2d_depthwise"
 
 
@@ -110,7 +121,10 @@ def int8_conv2d_compute(
         inside = tirx.all(r >= pt, r < pt + h, q >= pl, q < pl + wd)
         return tirx.if_then_else(inside, x[b, c, r - pt, q - pl], zp)
 
-    pad = te.compute((n, cin, hq * sh, wq * sw), pad_fn, name="pad")
+    # A few spare rows at the bottom let a vectorized kernel load whole 64-byte vectors from
+    # the end of the last row without reading past the buffer.
+    slack = -(-_VECTOR_SLACK // (wq * sw))
+    pad = te.compute((n, cin, hq * sh + slack, wq * sw), pad_fn, name="pad")
     if sh > 1 or sw > 1:
         # Phase split: src[b, c, ph, pw, hh, ww] = pad[b, c, hh * sh + ph, ww * sw + pw].
         src = te.compute(
@@ -137,11 +151,13 @@ def int8_conv2d_compute(
 
     rule = DEPTHWISE_RULE if depthwise else CONV_RULE
     conv = te.compute((n, cout, ho, wo_pad), conv_fn, name="conv",
-                      attrs={"schedule_rule": rule})
+                      attrs={"schedule_rule": rule, "prom_tvm.strides": [sh, sw],
+                             "prom_tvm.dilation": [dh, dw]})
     return te.compute(
         (n, cout, ho, wo),
         lambda b, c, i, j: requant_expr(conv[b, c, i, j] + bias[c], scale[c], rq),
         name="requant",
+        attrs=requant_attrs(rq),
     )
 
 
@@ -233,45 +249,136 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     Register tile: ``rows`` output rows x one vector of output columns (x ``oct`` output
     channels for a regular conv), the taps unrolled inside the input-channel loop, so each
     input vector load feeds every accumulator that needs it. Depthwise convs run one channel
-    per parallel task with its padding computed in place; regular convs pad once and run
-    in parallel over output-channel blocks and row blocks. The requant epilogue is computed
-    right after each row block, vectorized over the real (unpadded) output width.
+    per parallel task with its padding computed in place (on AVX-512 VNNI + VBMI CPUs with
+    ``vpermb`` + ``vpdpbusd``, one instruction pair per kernel row); regular convs pad once
+    and run in parallel over output-channel blocks and row blocks. The requant epilogue is
+    computed right after each row block, vectorized over the real (unpadded) output width.
     """
+    conv = sch.get_sblock("conv")
+    depthwise = sch.get(conv).annotations["schedule_rule"] == DEPTHWISE_RULE
+    if _vnni_row_lanes(sch, conv, target):
+        return _schedule_vnni_rows(sch, target, depthwise)
+    return _schedule_generic(sch, target, depthwise)
+
+
+def _tile_sizes(cout: int, ho: int, wo: int, wo_pad: int, vl: int,
+                depthwise: bool) -> tuple[int, int, bool]:
+    """(output channels, output rows, requant per vector chunk) of one register tile.
+
+    When the real width is a whole number of vectors, the requant epilogue runs right after
+    each ``oct x rows x vl`` tile, whose int32 accumulators then fit in a stack buffer that
+    LLVM keeps in registers (TVM puts constant buffers under 1 KiB on the stack; larger ones
+    cost a workspace-allocator call per tile). Otherwise it runs per row block, after all
+    vector chunks of the block.
+    """
+    oct_ = 1 if depthwise else _largest_divisor(cout, 8)
+    per_chunk = wo == wo_pad
+    width = vl if per_chunk else wo_pad
+    budget = max(1, (_STACK_BYTES - 1) // (4 * width * oct_))
+    rows = _largest_divisor(ho, min(8 if depthwise else max(1, 16 // oct_), budget))
+    return oct_, rows, per_chunk
+
+
+def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.Schedule:
     lanes = vector_lanes(target, 32)
     conv = sch.get_sblock("conv")
     req = sch.get_sblock("requant")
-    depthwise = sch.get(conv).annotations["schedule_rule"] == DEPTHWISE_RULE
     b, c, oh, ow, rc, ry, rx = sch.get_loops(conv)
     cout, ho, wo_pad = (loop_extent(sch, v) for v in (c, oh, ow))
     kh, kw = loop_extent(sch, ry), loop_extent(sch, rx)
+    wo = loop_extent(sch, sch.get_loops(req)[-1])
     vl = min(lanes, wo_pad)
-    if depthwise:
-        oct_ = 1
-        rows = _largest_divisor(ho, 8)
-    else:
-        oct_ = _largest_divisor(cout, 8)
-        rows = _largest_divisor(ho, max(1, 16 // (oct_ * max(1, wo_pad // vl // 2))))
+    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, vl, depthwise)
     co, ci = sch.split(c, [None, oct_])
     oho, ohi = sch.split(oh, [None, rows])
     owo, owi = sch.split(ow, [None, vl])
     sch.reorder(b, co, oho, owo, rc, ry, rx, ci, ohi, owi)
     if kh * kw <= 16:
         sch.unroll(ry)
-    sch.unroll(rx)
+    if kw <= 16:
+        sch.unroll(rx)
     sch.unroll(ci)
     sch.unroll(ohi)
     sch.vectorize(owi)
+    _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk)
+    return sch
+
+
+def _finish(sch: s_tir.Schedule, target, depthwise: bool, b, co, oho, owo, rc,
+            per_chunk: bool) -> None:
+    """Parallel outer loop, reduction init, epilogue placement and padding (shared tail of
+    both conv schedules)."""
+    conv = sch.get_sblock("conv")
+    req = sch.get_sblock("requant")
     # parallel() must see the reduction whole, so it comes before decompose_reduction.
     outer = sch.fuse(b, co) if depthwise else sch.fuse(b, co, oho)
     sch.parallel(outer)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
-    if depthwise:
-        sch.reverse_compute_at(req, oho)
-        _schedule_padding(sch, outer)
-    else:
-        sch.reverse_compute_at(req, outer)
-        _schedule_padding(sch, None)
-    del kw
-    vectorize_loop(sch, sch.get_loops(req)[-1], lanes)
+    sch.reverse_compute_at(req, owo if per_chunk else (oho if depthwise else outer),
+                           preserve_unit_loops=True)
+    _schedule_padding(sch, outer if depthwise else None)
+    _vectorize_requant(sch, req, vector_lanes(target, 32))
+
+
+def _vnni_row_lanes(sch: s_tir.Schedule, conv, target) -> int:
+    """Vector lanes of the VNNI row kernel for this conv, or 0 when it does not apply
+    (CPU without VNNI + VBMI, int8 activations, kernels wider than four taps, ...)."""
+    if not has_vnni_vbmi(target):
+        return 0
+    block = sch.get(conv)
+    if block.reads[0].source.dtype != "uint8" or block.reads[1].source.dtype != "int8":
+        return 0
+    stride = int(block.annotations["prom_tvm.strides"][1])
+    dilation = int(block.annotations["prom_tvm.dilation"][1])
+    *_, ow, _, _, rx = sch.get_loops(conv)
+    wo_pad, kw = loop_extent(sch, ow), loop_extent(sch, rx)
+    lanes = 16 if wo_pad % 16 == 0 else 8 if wo_pad % 8 == 0 else 0
+    # one tap per row gains nothing over the generic kernel (and its loop of one folds away)
+    if lanes and kw >= 2 and depthwise_row_fits(lanes, stride, dilation, kw):
+        return lanes
+    return 0
+
+
+def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.Schedule:
+    """Each (output channel, output row, kernel row) step is one call of the row intrinsic;
+    its input load and permutation do not depend on the output channel, so LLVM shares them
+    across the unrolled channel and row tile."""
+    conv = sch.get_sblock("conv")
+    req = sch.get_sblock("requant")
+    lanes = _vnni_row_lanes(sch, conv, target)
+    annotations = sch.get(conv).annotations
+    stride = int(annotations["prom_tvm.strides"][1])
+    dilation = int(annotations["prom_tvm.dilation"][1])
+    phase = _maybe_block(sch, "phase")
+    if phase is not None:
+        # vpermb does the column stride itself: read the padded rows directly
+        sch.compute_inline(phase)
+    # weight rows zero-padded to four bytes: one int32 load per row instead of byte assembly
+    wpack = sch.cache_read(conv, 1, "global")
+    sch.transform_layout(wpack, ("write", 0), lambda o, i, y, x: (o, i, y, x // 4, x % 4),
+                         pad_value=0)
+    b, c, oh, ow, rc, ry, rx = sch.get_loops(conv)
+    cout, ho, wo_pad = (loop_extent(sch, v) for v in (c, oh, ow))
+    cig, kh, kw = (loop_extent(sch, v) for v in (rc, ry, rx))
+    wo = loop_extent(sch, sch.get_loops(req)[-1])
+    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, lanes, depthwise)
+    co, ci = sch.split(c, [None, oct_])
+    oho, ohi = sch.split(oh, [None, rows])
+    owo, owi = sch.split(ow, [None, lanes])
+    sch.reorder(b, co, oho, owo, rc, ry, ci, ohi, owi, rx)
+    if cig * kh <= 16:
+        sch.unroll(rc)
+    sch.unroll(ry)
+    sch.unroll(ci)
+    sch.unroll(ohi)
+    _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk)
+    sch.tensorize(owi, depthwise_row_intrin(lanes, stride, dilation, kw, weights_padded=True))
     return sch
+
+
+def _vectorize_requant(sch: s_tir.Schedule, req, lanes: int) -> None:
+    """Output rows as whole vectors (overlapping at the row end), else split + tail."""
+    row = sch.get_loops(req)[-1]
+    if not tensorize_requant_row(sch, req, row, lanes):
+        vectorize_loop(sch, row, lanes)

@@ -8,10 +8,11 @@ import re
 
 import numpy as np
 import pytest
+import tvm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kernel_harness import build_kernel, host_target, run_kernel
-from tvm import te
+from kernel_harness import host_target, run_kernel
+from tvm import s_tir, te
 
 from prom_tvm.schedules.cpu_default import vector_bits
 from prom_tvm.schedules.int8_conv2d import (
@@ -20,6 +21,7 @@ from prom_tvm.schedules.int8_conv2d import (
     int8_conv2d_ref,
     schedule_int8_conv2d,
 )
+from prom_tvm.schedules.int8_x86_intrin import has_vnni_vbmi
 from prom_tvm.schedules.requant import QRANGE, Requant
 
 
@@ -92,9 +94,22 @@ def conv_cases(draw):
     }
 
 
-def _check(case):
+def _portable_target():
+    """A host-runnable target without AVX-512 VNNI/VBMI: exercises the generic schedule."""
+    if not has_vnni_vbmi(host_target()):
+        return host_target()
+    return tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+
+
+def _build(placeholders, y, target):
+    sch = s_tir.Schedule(te.create_prim_func([*placeholders, y]))
+    schedule_int8_conv2d(sch, target)
+    return tvm.compile(sch.mod, target=target)
+
+
+def _check(case, target=None):
     placeholders, y, arrays, rq, params = _layer(case)
-    lib = build_kernel(placeholders, y, lambda s: schedule_int8_conv2d(s, host_target()))
+    lib = _build(placeholders, y, target or host_target())
     got = run_kernel(lib, arrays, [int(v) for v in y.shape], rq.out_dtype)
     want = int8_conv2d_ref(arrays[0], arrays[1], arrays[2], rq, **params)
     np.testing.assert_array_equal(got, want)
@@ -104,6 +119,13 @@ def _check(case):
 @given(conv_cases())
 def test_scheduled_conv_matches_reference(case):
     _check(case)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_generic_schedule_matches_reference(case):
+    """The schedule used where VNNI/VBMI is missing (every conv on such CPUs)."""
+    _check(case, _portable_target())
 
 
 MOBILENET_V2 = [
@@ -122,14 +144,15 @@ MOBILENET_V2 = [
 ]
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["host", "portable"])
 @pytest.mark.parametrize(("cin", "cout", "hw", "k", "stride", "groups"), MOBILENET_V2)
-def test_mobilenet_v2_shapes(cin, cout, hw, k, stride, groups):
+def test_mobilenet_v2_shapes(cin, cout, hw, k, stride, groups, portable):
     _check({
         "n": 1, "cin": cin, "cout": cout, "groups": groups, "kernel": (k, k),
         "strides": (stride, stride), "dilation": (1, 1), "padding": (k // 2,) * 4, "h": hw,
         "w": hw, "x_dtype": "uint8", "y_dtype": "uint8", "x_zero_point": 3, "clamp": True,
         "weights": _random_weights, "seed": cin * hw + stride,
-    })
+    }, _portable_target() if portable else None)
 
 
 def test_worst_case_accumulation_is_exact():
@@ -142,30 +165,45 @@ def test_worst_case_accumulation_is_exact():
     }
     placeholders, y, arrays, rq, params = _layer(case)
     arrays[0][:] = 255
-    lib = build_kernel(placeholders, y, lambda s: schedule_int8_conv2d(s, host_target()))
+    lib = _build(placeholders, y, host_target())
     got = run_kernel(lib, arrays, [int(v) for v in y.shape], rq.out_dtype)
     np.testing.assert_array_equal(got, int8_conv2d_ref(arrays[0], arrays[1], arrays[2], rq,
                                                        **params))
 
 
-@pytest.mark.parametrize(("groups", "cin"), [(1, 8), (8, 8)])
-def test_schedule_emits_full_width_vectors(groups, cin):
-    bits = vector_bits(host_target())
+@pytest.mark.parametrize(("groups", "cin", "k"), [(1, 8, 3), (8, 8, 3), (1, 8, 1)])
+def test_generic_schedule_emits_full_width_vectors(groups, cin, k):
+    target = _portable_target()
+    bits = vector_bits(target)
     if bits < 256:
         pytest.skip("host has no 256/512-bit integer SIMD")
     lanes = bits // 32
-    case = {
-        "n": 1, "cin": cin, "cout": 8, "groups": groups, "kernel": (3, 3), "strides": (1, 1),
-        "dilation": (1, 1), "padding": (1, 1, 1, 1), "h": 16, "w": 32, "x_dtype": "uint8",
+    placeholders, y, *_ = _layer(_vector_case(groups, cin, k))
+    ir = _build(placeholders, y, target).mod.inspect_source("ll")
+    # the accumulation and the requant epilogue both run on whole vectors
+    assert re.search(rf"add (nsw )?<{lanes} x i32>", ir), "int32 accumulation is not vectorized"
+    # (LLVM may split float vectors to 256 bits where the CPU model prefers that width)
+    assert re.search(r"fmul <(8|16) x float>", ir), "requant epilogue is not vectorized"
+
+
+@pytest.mark.parametrize(("groups", "cin", "stride"), [(8, 8, 1), (8, 8, 2), (1, 3, 2)])
+def test_vnni_schedule_uses_vpermb_and_vpdpbusd(groups, cin, stride):
+    if not has_vnni_vbmi(host_target()):
+        pytest.skip("host CPU has no AVX-512 VNNI + VBMI")
+    case = _vector_case(groups, cin, 3) | {"strides": (stride, stride)}
+    placeholders, y, *_ = _layer(case)
+    asm = _build(placeholders, y, host_target()).mod.inspect_source("asm")
+    assert "vpdpbusd" in asm and "vpermb" in asm
+    assert re.search(r"vpdpbusd\s+%zmm", asm), "dot products are not 512-bit"
+
+
+def _vector_case(groups, cin, k):
+    return {
+        "n": 1, "cin": cin, "cout": 8, "groups": groups, "kernel": (k, k), "strides": (1, 1),
+        "dilation": (1, 1), "padding": (k // 2,) * 4, "h": 16, "w": 32, "x_dtype": "uint8",
         "y_dtype": "uint8", "x_zero_point": 0, "clamp": False, "weights": _random_weights,
         "seed": 0,
     }
-    placeholders, y, *_ = _layer(case)
-    lib = build_kernel(placeholders, y, lambda s: schedule_int8_conv2d(s, host_target()))
-    ir = lib.mod.inspect_source("ll")
-    # the accumulation and the requant epilogue both run on whole vectors
-    assert re.search(rf"add (nsw )?<{lanes} x i32>", ir), "int32 accumulation is not vectorized"
-    assert re.search(rf"fmul <{lanes} x float>", ir), "requant epilogue is not vectorized"
 
 
 def test_bad_groups_name_the_problem():

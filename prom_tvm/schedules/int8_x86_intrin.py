@@ -1,0 +1,119 @@
+"""x86 tensor intrinsics for the int8 kernels (AVX-512 VNNI + VBMI).
+
+``depthwise_row_intrin`` computes one vector of output columns of a depthwise conv for one
+kernel row: ``C[j] += sum_k A[j * stride + k * dilation] * B[k]`` for ``lanes`` columns and up to
+four taps. One 64-byte load of the input row, one byte permutation (``vpermb``) that gathers
+each column's taps into the four bytes of its int32 lane, and one ``vpdpbusd`` (u8 x i8 dot
+products of four, accumulated in int32) replace ``taps`` multiply-adds per lane; for a strided
+conv the permutation also does the stride, so no phase-split copy is needed.
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.s_tir import TensorIntrin
+from tvm.script import tirx as T
+
+from prom_tvm.schedules.cpu_default import as_target
+
+# Bytes one kernel load reads from the start of a row: the pad stage leaves that much slack.
+DEPTHWISE_LOAD_BYTES = 64
+
+
+def has_vnni_vbmi(target) -> bool:
+    """AVX-512 VNNI (vpdpbusd) and VBMI (vpermb): Ice Lake / Zen 4 and later."""
+    from tvm.target.codegen import target_has_features
+
+    t = as_target(target)
+    if t.kind.name != "llvm":
+        return False
+    try:
+        return all(target_has_features(f, t) for f in ("avx512bw", "avx512vnni", "avx512vbmi",
+                                                        "avx512vl"))
+    except (RuntimeError, ValueError):
+        return False
+
+
+def depthwise_row_fits(lanes: int, stride: int, dilation: int, taps: int) -> bool:
+    """Whether one permuted vector load covers every tap of ``lanes`` output columns."""
+    table = 4 * lanes
+    return 1 <= taps <= 4 and (lanes - 1) * stride + (taps - 1) * dilation < table
+
+
+def _pack_weights(b, taps: int):
+    """The ``taps`` int8 weights as the bytes of one int32 (unused bytes zero)."""
+    word = None
+    for k in range(taps):
+        byte = tirx.Cast("int32", b[k]) & 255
+        byte = byte << (8 * k) if k else byte
+        word = byte if word is None else (word | byte)
+    return word
+
+
+def _load_weights(b, taps: int, padded: bool):
+    if padded:
+        return tirx.call_intrin("int32", "tirx.reinterpret", b.vload([0], "int8x4"))
+    return _pack_weights(b, taps)
+
+
+def depthwise_row_intrin(lanes: int, stride: int, dilation: int, taps: int,
+                         scope: str = "global", weights_padded: bool = False) -> str:
+    """Register (once) and return the name of the depthwise row intrinsic for these sizes.
+
+    The description matches the ``conv`` block of ``int8_conv2d_compute`` after its output
+    column and kernel-column loops are split out: uint8 input, int8 weight, int32 sum of
+    int16 products. With ``weights_padded`` the weight row is known to continue with zero
+    bytes up to four (a repacked copy), so the kernel loads it as one int32 instead of
+    assembling it byte by byte.
+    """
+    packed = "_packed" if weights_padded else ""
+    name = f"prom_tvm.x86.dw_row_l{lanes}_s{stride}_d{dilation}_k{taps}_{scope}{packed}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    if lanes not in (8, 16) or not depthwise_row_fits(lanes, stride, dilation, taps):
+        raise ValueError(f"no depthwise row intrinsic for lanes={lanes}, stride={stride}, "
+                         f"dilation={dilation}, taps={taps}")
+    span = (lanes - 1) * stride + (taps - 1) * dilation + 1
+    table = 4 * lanes
+    index = [j * stride + k * dilation if k < taps else 0
+             for j in range(lanes) for k in range(4)]
+    dot = f"llvm.x86.avx512.vpdpbusd.{32 * lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        a: T.Buffer((span,), "uint8", offset_factor=1, scope=scope),
+        b: T.Buffer((taps,), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1, scope=scope),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:span], b[0:taps])
+            T.writes(c[0:lanes])
+            for j, k in T.grid(lanes, taps):
+                with T.sblock("update"):
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    c[vj] = c[vj] + T.Cast(
+                        "int32",
+                        T.Cast("int16", a[vj * stride + vk * dilation]) * T.Cast("int16", b[vk]))
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        a: T.Buffer((span,), "uint8", offset_factor=1, scope=scope),
+        b: T.Buffer((taps,), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1, scope=scope),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:span], b[0:taps])
+            T.writes(c[0:lanes])
+            weights = T.meta_var(_load_weights(b, taps, weights_padded))
+            c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                f"int32x{lanes}",
+                dot,
+                c.vload([0], f"int32x{lanes}"),
+                T.reinterpret(T.Shuffle([a.vload([0], f"uint8x{table}")], index),
+                              dtype=f"int8x{table}"),
+                T.reinterpret(T.broadcast(weights, lanes),
+                              dtype=f"int8x{table}"),
+            )
+
+    TensorIntrin.register(name, desc, impl)
+    return name
