@@ -72,13 +72,23 @@ def requant_np(acc: np.ndarray, rq: Requant, channel_axis: int = 1) -> np.ndarra
     return np.clip(v, rq.qmin, rq.qmax).astype(rq.out_dtype)
 
 
+def round_half_even(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """Round a float32 value to nearest, ties to even, as a vectorizable expression.
+
+    ``tirx.nearbyint`` rounds the same way but TVM 0.27's loop vectorizer does not know it
+    (the op lacks ``TVectorizable``): a loop containing it is scalarized. ``llvm.roundeven`` is
+    a pure LLVM intrinsic, vectorized like any other (vroundps / frintn).
+    """
+    return tirx.call_llvm_pure_intrin("float32", "llvm.roundeven", x)
+
+
 def requant_expr(acc: tirx.PrimExpr, scale: tirx.PrimExpr, rq: Requant) -> tirx.PrimExpr:
     """TE/TIR expression of the epilogue for one element.
 
     ``scale`` is the element's float32 channel scale (a load from a constant tensor).
     The float multiply here is the only multiplication an add-only kernel performs.
     """
-    v = tirx.nearbyint(acc.astype("float32") * scale) + tirx.const(rq.zero_point, "float32")
+    v = round_half_even(acc.astype("float32") * scale) + tirx.const(rq.zero_point, "float32")
     v = tirx.max(tirx.min(v, tirx.const(rq.qmax, "float32")), tirx.const(rq.qmin, "float32"))
     return v.astype("int32").astype(rq.out_dtype)
 
