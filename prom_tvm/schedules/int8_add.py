@@ -19,7 +19,7 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from prom_tvm.schedules.cpu_default import loop_extent, vector_lanes, vectorize_loop
-from prom_tvm.schedules.requant import QRANGE
+from prom_tvm.schedules.requant import QRANGE, round_half_even
 
 ADD_RULE = "prom_tvm.int8_add"
 # Elements per parallel task: below this the thread-pool launch costs more than it saves.
@@ -101,15 +101,18 @@ def int8_add_compute(
     ra, rb, f = qlinear_add_constants(a_scale, a_zp, b_scale, b_zp, y_scale, y_zp)
 
     def index(t, idx):
+        # a size-1 axis that broadcasts reads element 0; every other axis reads the loop index
+        # (a constant index where nothing broadcasts stops TVM from vectorizing the loads)
         off = len(idx) - len(t.shape)
-        return t[tuple(0 if int(d) == 1 else i for d, i in zip(t.shape, idx[off:], strict=True))]
+        return t[tuple(0 if int(d) == 1 and shape[off + k] != 1 else i
+                       for k, (d, i) in enumerate(zip(t.shape, idx[off:], strict=True)))]
 
     def body(*idx):
         av = index(a, idx).astype("float32")
         bv = index(b, idx).astype("float32")
         v = _fma(av, tirx.const(float(ra), "float32"),
                  _fma(bv, tirx.const(float(rb), "float32"), tirx.const(float(f), "float32")))
-        v = tirx.nearbyint(v)
+        v = round_half_even(v)
         v = tirx.max(tirx.min(v, tirx.const(qmax, "float32")), tirx.const(qmin, "float32"))
         return v.astype("int32").astype(out_dtype)
 
@@ -160,18 +163,21 @@ def int8_add_ref(
 
 
 def schedule_int8_add(sch: s_tir.Schedule, target) -> s_tir.Schedule:
-    """Default CPU schedule: the flattened elementwise loop, vectorized in whole vectors and
-    split into a few parallel chunks (each at least a few KiB, so the thread pool pays)."""
+    """Default CPU schedule: the last two axes (one NCHW plane) fused and vectorized in whole
+    vectors, the leading axes fused and run in parallel when there is enough work.
+
+    Planes are not fused with channels: a vector that may straddle two planes makes TVM's
+    index simplifier give up and the loads turn into per-lane gathers.
+    """
     lanes = vector_lanes(target, 32)
     block = sch.get_sblock("add")
     loops = sch.get_loops(block)
-    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    total = loop_extent(sch, fused)
-    if total % lanes == 0 and total > _CHUNK:
-        vectors = total // lanes
-        per_task = max(d for d in range(1, _CHUNK // lanes + 1) if vectors % d == 0)
-        outer, inner = sch.split(fused, [None, per_task * lanes])
-        sch.parallel(outer)
-        fused = inner
-    vectorize_loop(sch, fused, lanes)
+    inner = sch.fuse(*loops[-2:]) if len(loops) > 1 else loops[0]
+    outer = loops[:-2]
+    if outer:
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        work = loop_extent(sch, fused) * loop_extent(sch, inner)
+        if loop_extent(sch, fused) > 1 and work > _CHUNK:
+            sch.parallel(fused)
+    vectorize_loop(sch, inner, lanes)
     return sch
