@@ -12,6 +12,7 @@ import tvm_ffi
 from tvm import s_tir, te, tirx
 
 from prom_tvm.schedules.cpu_default import loop_extent, vector_lanes, vectorize_loop
+from prom_tvm.schedules.int8_x86_intrin import dot_intrin, has_vnni_vbmi
 from prom_tvm.schedules.requant import Requant, requant_expr, requant_np
 
 DENSE_RULE = "prom_tvm.int8_dense"
@@ -124,6 +125,9 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     i, j, k = sch.get_loops(dense)
     n, kk = loop_extent(sch, j), loop_extent(sch, k)
     n_major = not _k_major_access(sch, dense)
+    x_dtype = sch.get(dense).reads[0].source.dtype
+    if n_major and kk % 64 == 0 and x_dtype == "uint8" and has_vnni_vbmi(target):
+        return _schedule_vnni(sch)
     if n_major and kk % lanes == 0:
         ko, ki = sch.split(k, [None, lanes])
         jo, ji = sch.split(j, [None, _divisor(n, 4)])
@@ -162,6 +166,28 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     sch.decompose_reduction(dense, k)
     sch.reverse_compute_at(req, jo)
     vectorize_loop(sch, sch.get_loops(req)[-1], lanes)
+    return sch
+
+
+def _schedule_vnni(sch: s_tir.Schedule) -> s_tir.Schedule:
+    """(N, K) weights on AVX-512 VNNI: 16 int32 partial sums per output, each ``vpdpbusd``
+    adding 64 products of a contiguous activation and weight slice; four outputs share each
+    activation load; the 16 lanes are summed at the end."""
+    dense = sch.get_sblock("dense")
+    req = sch.get_sblock("requant")
+    i, j, k = sch.get_loops(dense)
+    n = loop_extent(sch, j)
+    ko, kj, kk = sch.split(k, [None, 16, 4])
+    jo, ji = sch.split(j, [None, _divisor(n, 4)])
+    sch.reorder(jo, i, ko, ji, kj, kk)
+    sch.parallel(jo)
+    rf = sch.rfactor(kj, factor_axis=2)  # partial sums contiguous: [i, j, lane]
+    *_, rf_ji, rf_kj, _ = sch.get_loops(rf)
+    sch.unroll(rf_ji)
+    init = sch.decompose_reduction(rf, sch.get_loops(rf)[-4])
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.reverse_compute_at(req, jo)
+    sch.tensorize(rf_kj, dot_intrin(16))
     return sch
 
 

@@ -117,3 +117,49 @@ def depthwise_row_intrin(lanes: int, stride: int, dilation: int, taps: int,
 
     TensorIntrin.register(name, desc, impl)
     return name
+
+
+def dot_intrin(lanes: int = 16) -> str:
+    """Register (once) and return the name of a ``4 * lanes``-long u8 x i8 dot product into
+    ``lanes`` int32 partial sums: ``C[j] += sum_k A[4j + k] * B[4j + k]`` (one ``vpdpbusd``).
+
+    It matches the per-lane partial-sum block (rfactor) of a dense layer whose reduction is
+    split into lanes of four consecutive products.
+    """
+    name = f"prom_tvm.x86.dot_u8i8_l{lanes}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    width = 4 * lanes
+    dot = f"llvm.x86.avx512.vpdpbusd.{32 * lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        a: T.Buffer((width,), "uint8", offset_factor=1),
+        b: T.Buffer((width,), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:width], b[0:width])
+            T.writes(c[0:lanes])
+            for j, k in T.grid(lanes, 4):
+                with T.sblock("update"):
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    c[vj] = c[vj] + T.Cast(
+                        "int32", T.Cast("int16", a[vj * 4 + vk]) * T.Cast("int16", b[vj * 4 + vk]))
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        a: T.Buffer((width,), "uint8", offset_factor=1),
+        b: T.Buffer((width,), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:width], b[0:width])
+            T.writes(c[0:lanes])
+            c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                f"int32x{lanes}", dot, c.vload([0], f"int32x{lanes}"),
+                T.reinterpret(a.vload([0], f"uint8x{width}"), dtype=f"int8x{width}"),
+                b.vload([0], f"int8x{width}"))
+
+    TensorIntrin.register(name, desc, impl)
+    return name

@@ -7,17 +7,26 @@ import re
 
 import numpy as np
 import pytest
+import tvm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kernel_harness import build_kernel, host_target, run_kernel
-from tvm import te
+from kernel_harness import host_target, run_kernel
+from tvm import s_tir, te
 
 from prom_tvm.schedules.cpu_default import vector_bits
 from prom_tvm.schedules.int8_dense import int8_dense_compute, int8_dense_ref, schedule_int8_dense
+from prom_tvm.schedules.int8_x86_intrin import has_vnni_vbmi
 from prom_tvm.schedules.requant import QRANGE, Requant
 
 
-def _build(m, n, k, transpose_w, x_dtype, y_dtype, seed, weights=None):
+def _portable_target():
+    """A host-runnable target without AVX-512 VNNI: exercises the generic schedule."""
+    if not has_vnni_vbmi(host_target()):
+        return host_target()
+    return tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+
+
+def _build(m, n, k, transpose_w, x_dtype, y_dtype, seed, weights=None, target=None):
     rng = np.random.default_rng(seed)
     w_shape = (n, k) if transpose_w else (k, n)
     x = te.placeholder((m, k), x_dtype, name="x")
@@ -35,12 +44,14 @@ def _build(m, n, k, transpose_w, x_dtype, y_dtype, seed, weights=None):
         rng.integers(-50000, 50000, n).astype(np.int32),
         rq.scale,
     ]
-    lib = build_kernel([x, w, bias, scale], y, lambda s: schedule_int8_dense(s, host_target()))
-    return lib, arrays, rq
+    target = target or host_target()
+    sch = s_tir.Schedule(te.create_prim_func([x, w, bias, scale, y]))
+    schedule_int8_dense(sch, target)
+    return tvm.compile(sch.mod, target=target), arrays, rq
 
 
-def _check(m, n, k, transpose_w, x_dtype="uint8", y_dtype="uint8", seed=0):
-    lib, arrays, rq = _build(m, n, k, transpose_w, x_dtype, y_dtype, seed)
+def _check(m, n, k, transpose_w, x_dtype="uint8", y_dtype="uint8", seed=0, target=None):
+    lib, arrays, rq = _build(m, n, k, transpose_w, x_dtype, y_dtype, seed, target=target)
     got = run_kernel(lib, arrays, (m, n), y_dtype)
     want = int8_dense_ref(arrays[0], arrays[1], arrays[2], rq, transpose_w=transpose_w)
     np.testing.assert_array_equal(got, want)
@@ -48,17 +59,32 @@ def _check(m, n, k, transpose_w, x_dtype="uint8", y_dtype="uint8", seed=0):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    m=st.integers(1, 5), n=st.integers(1, 70), k=st.sampled_from([1, 7, 16, 48, 100, 256]),
+    m=st.integers(1, 5), n=st.integers(1, 70), k=st.sampled_from([1, 7, 16, 48, 64, 100, 256]),
     transpose_w=st.booleans(), x_dtype=st.sampled_from(["uint8", "int8"]),
     y_dtype=st.sampled_from(["uint8", "int8"]), seed=st.integers(0, 2**31),
+    portable=st.booleans(),
 )
-def test_scheduled_dense_matches_reference(m, n, k, transpose_w, x_dtype, y_dtype, seed):
-    _check(m, n, k, transpose_w, x_dtype, y_dtype, seed)
+def test_scheduled_dense_matches_reference(m, n, k, transpose_w, x_dtype, y_dtype, seed,
+                                           portable):
+    _check(m, n, k, transpose_w, x_dtype, y_dtype, seed,
+           target=_portable_target() if portable else None)
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["host", "portable"])
 @pytest.mark.parametrize("transpose_w", [True, False])
-def test_mobilenet_v2_classifier(transpose_w):
-    _check(1, 1000, 1280, transpose_w)
+def test_mobilenet_v2_classifier(transpose_w, portable):
+    _check(1, 1000, 1280, transpose_w, target=_portable_target() if portable else None)
+
+
+def test_worst_case_accumulation_is_exact():
+    """K = 4096 products of 255 * -128 (and the int32 bias) stay exact."""
+    k = 4096
+    weights = np.full((8, k), -128, np.int8)
+    lib, arrays, rq = _build(1, 8, k, True, "uint8", "int8", 0, weights=weights)
+    arrays[0][:] = 255
+    got = run_kernel(lib, arrays, (1, 8), "int8")
+    np.testing.assert_array_equal(
+        got, int8_dense_ref(arrays[0], arrays[1], arrays[2], rq, transpose_w=True))
 
 
 def test_square_weight_layout_follows_transpose_w():
@@ -68,13 +94,21 @@ def test_square_weight_layout_follows_transpose_w():
 
 
 @pytest.mark.parametrize("transpose_w", [True, False])
-def test_schedule_emits_full_width_vectors(transpose_w):
-    bits = vector_bits(host_target())
+def test_generic_schedule_emits_full_width_vectors(transpose_w):
+    target = _portable_target()
+    bits = vector_bits(target)
     if bits < 256:
         pytest.skip("host has no 256/512-bit integer SIMD")
-    lib, _, _ = _build(1, 64, 256, transpose_w, "uint8", "uint8", 0)
+    lib, _, _ = _build(1, 64, 256, transpose_w, "uint8", "uint8", 0, target=target)
     ir = lib.mod.inspect_source("ll")
     assert re.search(rf"add (nsw )?<{bits // 32} x i32>", ir), "accumulation is not vectorized"
+
+
+def test_vnni_schedule_uses_vpdpbusd():
+    if not has_vnni_vbmi(host_target()):
+        pytest.skip("host CPU has no AVX-512 VNNI")
+    lib, _, _ = _build(1, 64, 256, True, "uint8", "uint8", 0)
+    assert re.search(r"vpdpbusd\t[^\n]*%zmm", lib.mod.inspect_source("asm"))
 
 
 def test_mismatched_k_names_transpose_w():
