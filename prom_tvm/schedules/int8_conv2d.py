@@ -20,6 +20,7 @@ from tvm import s_tir, te, tirx
 from prom_tvm.schedules.cpu_default import loop_extent, vector_lanes, vectorize_loop
 from prom_tvm.schedules.int8_x86_intrin import (
     DEPTHWISE_LOAD_BYTES,
+    channel_dot_intrin,
     depthwise_row_fits,
     depthwise_row_intrin,
     has_vnni_vbmi,
@@ -256,6 +257,8 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     """
     conv = sch.get_sblock("conv")
     depthwise = sch.get(conv).annotations["schedule_rule"] == DEPTHWISE_RULE
+    if not depthwise and _vnni_channel_lanes(sch, conv, target):
+        return _schedule_vnni_channels(sch, target)
     if _vnni_row_lanes(sch, conv, target):
         return _schedule_vnni_rows(sch, target, depthwise)
     return _schedule_generic(sch, target, depthwise)
@@ -374,6 +377,78 @@ def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.S
     sch.unroll(ohi)
     _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk)
     sch.tensorize(owi, depthwise_row_intrin(lanes, stride, dilation, kw, weights_padded=True))
+    return sch
+
+
+def _vnni_channel_lanes(sch: s_tir.Schedule, conv, target) -> int:
+    """Vector lanes of the channel-interleaved VNNI kernel, or 0 when it does not apply
+    (no VNNI, int8 activations, groups, strides, input channels not a multiple of 4)."""
+    if not has_vnni_vbmi(target):
+        return 0
+    block = sch.get(conv)
+    if block.reads[0].source.dtype != "uint8" or block.reads[1].source.dtype != "int8":
+        return 0
+    if any(int(v) != 1 for v in block.annotations["prom_tvm.strides"]):
+        return 0
+    *_, ow, rc, _, _ = sch.get_loops(conv)
+    cin = int(sch.get(sch.get_sblock("pad")).writes[0].source.shape[1])
+    cig = loop_extent(sch, rc)
+    if cig != cin or cig % 4:
+        return 0
+    wo_pad = loop_extent(sch, ow)
+    return 16 if wo_pad % 16 == 0 else 8 if wo_pad % 8 == 0 else 0
+
+
+def _schedule_vnni_channels(sch: s_tir.Schedule, target) -> s_tir.Schedule:
+    """Regular convs on AVX-512 VNNI: the padded input is stored channel-interleaved (four
+    channels per pixel, ``[n, c / 4, h, w, 4]``), so one 64-byte load holds four channels of
+    16 pixels and one ``vpdpbusd`` with four broadcast weights does 64 multiply-adds; the
+    load is shared by a tile of output channels."""
+    conv = sch.get_sblock("conv")
+    lanes = _vnni_channel_lanes(sch, conv, target)
+    pad = sch.get_sblock("pad")
+    sch.transform_layout(pad, ("write", 0), lambda n, c, r, q: (n, c // 4, r, q, c % 4))
+    b, c, oh, ow, rc, ry, rx = sch.get_loops(conv)
+    cout, ho, wo_pad = (loop_extent(sch, v) for v in (c, oh, ow))
+    kh, kw = loop_extent(sch, ry), loop_extent(sch, rx)
+    if kh * kw > 1:
+        # four consecutive input channels of one tap next to each other
+        wpack = sch.cache_read(conv, 1, "global")
+        sch.transform_layout(wpack, ("write", 0),
+                             lambda o, i, y, x: (o, y, x, i // 4, i % 4))
+        sch.parallel(sch.get_loops(wpack)[0])
+    wo = loop_extent(sch, sch.get_loops(sch.get_sblock("requant"))[-1])
+    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, lanes, False)
+    rco, rci = sch.split(rc, [None, 4])
+    co, ci = sch.split(c, [None, oct_])
+    oho, ohi = sch.split(oh, [None, rows])
+    owo, owi = sch.split(ow, [None, lanes])
+    sch.reorder(b, co, oho, owo, rco, ry, rx, ci, ohi, owi, rci)
+    if kh * kw <= 16:
+        sch.unroll(ry)
+        sch.unroll(rx)
+    sch.unroll(ci)
+    sch.unroll(ohi)
+    outer = sch.fuse(b, co, oho)
+    sch.parallel(outer)
+    init = sch.decompose_reduction(conv, rco)
+    sch.vectorize(sch.get_loops(init)[-1])
+    req = sch.get_sblock("requant")
+    sch.reverse_compute_at(req, owo if per_chunk else outer, preserve_unit_loops=True)
+    # padding: four channel planes interleaved per pixel, in parallel over channel quads
+    pn, pc, pr, pq = sch.get_loops(pad)
+    pco, pci = sch.split(pc, [None, 4])
+    sch.reorder(pn, pco, pr, pq, pci)
+    sch.parallel(sch.fuse(pn, pco))
+    try:
+        # fill the border first so that the interleaving copy has no per-element test
+        fill = sch.decompose_padding(pad, pr)
+        sch.vectorize(sch.get_loops(fill)[-1])
+    except RuntimeError:
+        pass
+    sch.unroll(sch.get_loops(pad)[-1])
+    _vectorize_requant(sch, req, vector_lanes(target, 32))
+    sch.tensorize(owi, channel_dot_intrin(lanes, weight_rank=3 if kh * kw == 1 else 1))
     return sch
 
 

@@ -163,3 +163,86 @@ def dot_intrin(lanes: int = 16) -> str:
 
     TensorIntrin.register(name, desc, impl)
     return name
+
+
+def channel_dot_intrin(lanes: int = 16, weight_rank: int = 1) -> str:
+    """Register (once) and return the name of ``C[j] += sum_k A[j, k] * B[k]`` for ``lanes``
+    outputs and ``k < 4``: four input channels of ``lanes`` pixels (channel-interleaved, 4
+    bytes per pixel) times four weights of one output channel, one ``vpdpbusd`` with the
+    weights broadcast. ``weight_rank`` 3 matches the four weights as ``w[c, i:i + 4, 0, 0]``
+    of a 1x1 conv's (Cout, Cin, 1, 1) tensor (contiguous, no repacking needed)."""
+    name = f"prom_tvm.x86.channel_dot_u8i8_l{lanes}_w{weight_rank}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    width = 4 * lanes
+    dot = f"llvm.x86.avx512.vpdpbusd.{32 * lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc_w1(
+        a: T.Buffer((lanes, 4), "uint8", offset_factor=1),
+        b: T.Buffer((4,), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:lanes, 0:4], b[0:4])
+            T.writes(c[0:lanes])
+            for j, k in T.grid(lanes, 4):
+                with T.sblock("update"):
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    c[vj] = c[vj] + T.Cast(
+                        "int32", T.Cast("int16", a[vj, vk]) * T.Cast("int16", b[vk]))
+
+    @T.prim_func(s_tir=True)
+    def desc_w3(
+        a: T.Buffer((lanes, 4), "uint8", offset_factor=1),
+        b: T.Buffer((4, 1, 1), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:lanes, 0:4], b[0:4, 0:1, 0:1])
+            T.writes(c[0:lanes])
+            for j, k in T.grid(lanes, 4):
+                with T.sblock("update"):
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    c[vj] = c[vj] + T.Cast(
+                        "int32", T.Cast("int16", a[vj, vk]) * T.Cast("int16", b[vk, 0, 0]))
+
+    def body(a, b, c):
+        weights = tirx.call_intrin("int32", "tirx.reinterpret",
+                                   b.vload([0] * len(b.shape), "int8x4"))
+        return tirx.call_llvm_pure_intrin(
+            f"int32x{lanes}", dot, c.vload([0], f"int32x{lanes}"),
+            tirx.call_intrin(f"int8x{width}", "tirx.reinterpret",
+                             a.vload([0, 0], f"uint8x{width}")),
+            tirx.call_intrin(f"int8x{width}", "tirx.reinterpret",
+                             tirx.Broadcast(weights, lanes)))
+
+    @T.prim_func(s_tir=True)
+    def impl_w1(
+        a: T.Buffer((lanes, 4), "uint8", offset_factor=1),
+        b: T.Buffer((4,), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:lanes, 0:4], b[0:4])
+            T.writes(c[0:lanes])
+            value = T.meta_var(body(a, b, c))
+            c[T.ramp(T.int32(0), 1, lanes)] = value
+
+    @T.prim_func(s_tir=True)
+    def impl_w3(
+        a: T.Buffer((lanes, 4), "uint8", offset_factor=1),
+        b: T.Buffer((4, 1, 1), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:lanes, 0:4], b[0:4, 0:1, 0:1])
+            T.writes(c[0:lanes])
+            value = T.meta_var(body(a, b, c))
+            c[T.ramp(T.int32(0), 1, lanes)] = value
+
+    if weight_rank == 1:
+        TensorIntrin.register(name, desc_w1, impl_w1)
+    else:
+        TensorIntrin.register(name, desc_w3, impl_w3)
+    return name

@@ -65,7 +65,9 @@ def conv_cases(draw):
     kind = draw(st.sampled_from(["regular", "depthwise", "grouped"]))
     groups_n = draw(st.integers(2, 3))
     if kind == "regular":
-        cin, cout, groups = draw(st.integers(1, 6)), draw(st.integers(1, 10)), 1
+        # multiples of 4 take the channel-interleaved VNNI kernel where the CPU has one
+        cin, cout, groups = draw(st.sampled_from([1, 2, 3, 4, 5, 8, 12])), draw(
+            st.integers(1, 10)), 1
     elif kind == "depthwise":
         cin = draw(st.integers(1, 12))
         cout, groups = cin, cin
@@ -195,6 +197,18 @@ def test_vnni_schedule_uses_vpermb_and_vpdpbusd(groups, cin, stride):
     asm = _build(placeholders, y, host_target()).mod.inspect_source("asm")
     assert "vpdpbusd" in asm and "vpermb" in asm
     assert re.search(r"vpdpbusd\t[^\n]*%zmm", asm), "dot products are not 512-bit"
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_vnni_channel_schedule_uses_vpdpbusd(k):
+    """Regular convs with a multiple of four input channels: one 64-byte load of four
+    interleaved channels per dot product, no byte permutation."""
+    if not has_vnni_vbmi(host_target()):
+        pytest.skip("host CPU has no AVX-512 VNNI + VBMI")
+    placeholders, y, *_ = _layer(_vector_case(1, 16, k))
+    asm = _build(placeholders, y, host_target()).mod.inspect_source("asm")
+    assert re.search(r"vpdpbusd\t[^\n]*%zmm", asm), "dot products are not 512-bit"
+    assert "vpermb" not in asm
 
 
 def _vector_case(groups, cin, k):
