@@ -19,7 +19,6 @@ from tvm import s_tir, te, tirx
 
 from prom_tvm.schedules.cpu_default import loop_extent, vector_lanes, vectorize_loop
 from prom_tvm.schedules.int8_x86_intrin import (
-    DEPTHWISE_LOAD_BYTES,
     channel_dot_intrin,
     depthwise_row_fits,
     depthwise_row_intrin,
@@ -29,8 +28,6 @@ from prom_tvm.schedules.requant import Requant, requant_expr, requant_np
 from prom_tvm.schedules.requant_rows import requant_attrs, tensorize_requant_row
 
 CONV_RULE = "prom_tvm.int8_conv2d"
-# Bytes a kernel may read past the last padded row (one AVX-512 vector).
-_VECTOR_SLACK = DEPTHWISE_LOAD_BYTES
 # TVM puts constant-size buffers below this on the stack, larger ones in its workspace pool.
 _STACK_BYTES = 1024
 DEPTHWISE_RULE = "prom_tvm.int8_conv2d_depthwise"
@@ -122,10 +119,7 @@ def int8_conv2d_compute(
         inside = tirx.all(r >= pt, r < pt + h, q >= pl, q < pl + wd)
         return tirx.if_then_else(inside, x[b, c, r - pt, q - pl], zp)
 
-    # A few spare rows at the bottom let a vectorized kernel load whole 64-byte vectors from
-    # the end of the last row without reading past the buffer.
-    slack = -(-_VECTOR_SLACK // (wq * sw))
-    pad = te.compute((n, cin, hq * sh + slack, wq * sw), pad_fn, name="pad")
+    pad = te.compute((n, cin, hq * sh, wq * sw), pad_fn, name="pad")
     if sh > 1 or sw > 1:
         # Phase split: src[b, c, ph, pw, hh, ww] = pad[b, c, hh * sh + ph, ww * sw + pw].
         src = te.compute(

@@ -2,7 +2,7 @@
 
 ``depthwise_row_intrin`` computes one vector of output columns of a depthwise conv for one
 kernel row: ``C[j] += sum_k A[j * stride + k * dilation] * B[k]`` for ``lanes`` columns and up to
-four taps. One 64-byte load of the input row, one byte permutation (``vpermb``) that gathers
+four taps. One masked load of the input row, one byte permutation (``vpermb``) that gathers
 each column's taps into the four bytes of its int32 lane, and one ``vpdpbusd`` (u8 x i8 dot
 products of four, accumulated in int32) replace ``taps`` multiply-adds per lane; for a strided
 conv the permutation also does the stride, so no phase-split copy is needed.
@@ -15,9 +15,6 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 from prom_tvm.schedules.cpu_default import as_target
-
-# Bytes one kernel load reads from the start of a row: the pad stage leaves that much slack.
-DEPTHWISE_LOAD_BYTES = 64
 
 
 def has_vnni_vbmi(target) -> bool:
@@ -48,6 +45,14 @@ def _pack_weights(b, taps: int):
         byte = byte << (8 * k) if k else byte
         word = byte if word is None else (word | byte)
     return word
+
+
+def _load_span(a, span: int, table: int):
+    """The ``span`` input bytes in a ``table``-byte vector, upper bytes zero: a masked load
+    (``vmovdqu8 {k}{z}``) never touches memory past the row, so no buffer needs slack."""
+    mask = tirx.Ramp(0, 1, table) < tirx.Broadcast(tirx.const(span, "int32"), table)
+    return tirx.call_llvm_intrin(f"uint8x{table}", "llvm.masked.load", a.access_ptr("r"), mask,
+                                 tirx.Broadcast(tirx.const(0, "uint8"), table))
 
 
 def _load_weights(b, taps: int, padded: bool):
@@ -105,12 +110,12 @@ def depthwise_row_intrin(lanes: int, stride: int, dilation: int, taps: int,
             T.reads(c[0:lanes], a[0:span], b[0:taps])
             T.writes(c[0:lanes])
             weights = T.meta_var(_load_weights(b, taps, weights_padded))
+            rows = T.meta_var(_load_span(a, span, table))
             c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
                 f"int32x{lanes}",
                 dot,
                 c.vload([0], f"int32x{lanes}"),
-                T.reinterpret(T.Shuffle([a.vload([0], f"uint8x{table}")], index),
-                              dtype=f"int8x{table}"),
+                T.reinterpret(T.Shuffle([rows], index), dtype=f"int8x{table}"),
                 T.reinterpret(T.broadcast(weights, lanes),
                               dtype=f"int8x{table}"),
             )

@@ -2,10 +2,12 @@
 
 A conv output row of 56, 28, 14 or 7 columns does not split into 16-lane vectors: a
 predicated split stops vectorization and a short tail loop is scalarized by LLVM (one
-``cvttss2si`` per element). This tensor intrinsic computes a row as whole vectors instead,
-the last one shifted back to end at the row's end (56 = 16 + 16 + 16 + [40, 56)): the
-overlapping columns are written twice with the same value, no byte outside the row is
-touched and every instruction is full width.
+``cvttss2si`` per element). This tensor intrinsic computes a row as whole vectors and a tail
+of power-of-two pieces (56 = 16 + 16 + 16 + 8, 28 = 16 + 8 + 4, 7 = 4 + 2 + 1), each piece a
+vector of its own width that starts where a stored accumulator vector starts or inside it.
+(Two alternatives measured worse or wrong: overlapping the last vector with the previous one
+loads across two just-stored accumulator vectors, a store-forwarding stall per row; an
+``llvm.masked.store`` of a one-byte tail came out of LLVM 22 as a four-byte store.)
 """
 
 from __future__ import annotations
@@ -46,7 +48,15 @@ def requant_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax:
         return name
     rq = Requant(np.ones(1, np.float32), zero_point, qmin, qmax, out_dtype)
     vec = _row_lanes(width, lanes)
-    chunks = -(-width // vec)
+    full, tail = divmod(width, vec)
+    # tail pieces of 8, 4, 2, 1 columns (those below vec), in order, with their offsets
+    starts, offset = {}, full * vec
+    for size in (8, 4, 2, 1):
+        if size < vec and tail & size:
+            starts[size] = offset
+            offset += size
+    has8, has4, has2, has1 = (size in starts for size in (8, 4, 2, 1))
+    at8, at4, at2, at1 = (starts.get(size, 0) for size in (8, 4, 2, 1))
 
     def value(acc, bias, scale, j):
         return requant_expr(acc[j] + bias[0], scale[0], rq)
@@ -77,11 +87,25 @@ def requant_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax:
         with T.sblock("root"):
             T.reads(acc[0:width], bias[0:1], scale[0:1])
             T.writes(out[0:width])
-            for k in T.unroll(chunks):
+            for k in T.unroll(full):
                 for v in T.vectorized(vec):
-                    col = T.meta_var(T.min(k * vec, width - vec) + v)
-                    val = T.meta_var(value(acc, bias, scale, col))
-                    out[col] = val
+                    val = T.meta_var(value(acc, bias, scale, k * vec + v))
+                    out[k * vec + v] = val
+            if has8:
+                for v in T.vectorized(8):
+                    val8 = T.meta_var(value(acc, bias, scale, at8 + v))
+                    out[at8 + v] = val8
+            if has4:
+                for v in T.vectorized(4):
+                    val4 = T.meta_var(value(acc, bias, scale, at4 + v))
+                    out[at4 + v] = val4
+            if has2:
+                for v in T.vectorized(2):
+                    val2 = T.meta_var(value(acc, bias, scale, at2 + v))
+                    out[at2 + v] = val2
+            if has1:
+                val1 = T.meta_var(value(acc, bias, scale, at1))
+                out[at1] = val1
 
     TensorIntrin.register(name, desc, impl)
     return name

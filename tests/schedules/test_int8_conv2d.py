@@ -157,6 +157,18 @@ def test_mobilenet_v2_shapes(cin, cout, hw, k, stride, groups, portable):
     }, _portable_target() if portable else None)
 
 
+@pytest.mark.parametrize(("h", "w", "kernel"), [(1, 19, (1, 3)), (1, 9, (1, 3)), (2, 35, (2, 3))])
+def test_single_row_images(h, w, kernel):
+    """One-row planes: a vector kernel that loaded whole vectors past the last row read
+    memory outside the (compacted) padding buffer here and got the last column wrong."""
+    _check({
+        "n": 1, "cin": 1, "cout": 1, "groups": 1, "kernel": kernel, "strides": (1, 1),
+        "dilation": (1, 1), "padding": (0, 0, 0, 0), "h": h, "w": w, "x_dtype": "uint8",
+        "y_dtype": "uint8", "x_zero_point": 0, "clamp": False, "weights": _random_weights,
+        "seed": 0,
+    })
+
+
 def test_worst_case_accumulation_is_exact():
     """All-extreme inputs and weights over a deep reduction stay exact in int32."""
     case = {
