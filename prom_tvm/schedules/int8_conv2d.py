@@ -251,10 +251,18 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     """
     conv = sch.get_sblock("conv")
     depthwise = sch.get(conv).annotations["schedule_rule"] == DEPTHWISE_RULE
+    candidates = []
     if not depthwise and _vnni_channel_lanes(sch, conv, target):
-        return _schedule_vnni_channels(sch, target)
+        candidates.append(lambda s: _schedule_vnni_channels(s, target))
     if _vnni_row_lanes(sch, conv, target):
-        return _schedule_vnni_rows(sch, target, depthwise)
+        candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
+    for schedule in candidates:
+        # a specialized kernel that cannot handle some corner case falls back to the next
+        try:
+            schedule(sch.copy())
+        except (RuntimeError, ValueError):
+            continue
+        return schedule(sch)
     return _schedule_generic(sch, target, depthwise)
 
 

@@ -129,7 +129,12 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     n_major = not _k_major_access(sch, dense)
     x_dtype = sch.get(dense).reads[0].source.dtype
     if n_major and kk % 64 == 0 and x_dtype == "uint8" and has_vnni_vbmi(target):
-        return _schedule_vnni(sch)
+        try:
+            _schedule_vnni(sch.copy())
+        except (RuntimeError, ValueError):
+            pass  # fall back to the generic kernel below
+        else:
+            return _schedule_vnni(sch)
     if n_major and kk % lanes == 0:
         ko, ki = sch.split(k, [None, lanes])
         jo, ji = sch.split(j, [None, _divisor(n, 4)])
