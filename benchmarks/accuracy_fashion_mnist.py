@@ -3,7 +3,8 @@
 Steps (one process, seeded):
 
 1. train our torch MobileNetV2 (``prom_tvm.models.mobilenet_v2_torch``; grayscale input, the
-   28x28 images zero-padded to 32x32, width 0.5) in float;
+   28x28 images zero-padded to 32x32, width 0.5, first conv with stride 1 so that the last
+   feature map is 2x2 rather than 1x1) in float;
 2. int8 QAT: ``prom_tvm.qat.prepare(float, QATConfig(pointwise_format="int8"))``, fine-tuned;
 3. PROM QAT: ``prom_tvm.qat.prepare(float)`` (ternary 1x1 convs), fine-tuned from the same
    float model;
@@ -124,7 +125,8 @@ def train(model, data, epochs: int, lr: float, args, label: str, freeze_bn_last:
                    unit="batch", leave=False, disable=args.quiet)
         for i in bar:
             idx = order[i:i + args.batch_size]
-            loss = F.cross_entropy(model(augment(x[idx], gen)), y[idx])
+            xb = augment(x[idx], gen).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -138,7 +140,8 @@ def predict_torch(model, x: torch.Tensor, batch: int, label: str, quiet: bool) -
     out = []
     with torch.no_grad():
         for i in tqdm(range(0, len(x), batch), desc=f"{label} test", leave=False, disable=quiet):
-            out.append(model(x[i:i + batch]).argmax(1).numpy())
+            xb = x[i:i + batch].contiguous(memory_format=torch.channels_last)
+            out.append(model(xb).argmax(1).numpy())
     return np.concatenate(out)
 
 
@@ -252,9 +255,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--onnx-dir", help="keep the three ONNX models here (default: temporary)")
     p.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier")
     p.add_argument("--input-size", type=int, default=32, help="28x28 zero-padded to this")
-    p.add_argument("--epochs-float", type=int, default=8)
-    p.add_argument("--epochs-int8", type=int, default=2)
-    p.add_argument("--epochs-prom", type=int, default=5)
+    p.add_argument("--stem-stride", type=int, default=1, choices=(1, 2),
+                   help="stride of the first conv (torchvision: 2)")
+    p.add_argument("--epochs-float", type=int, default=6)
+    p.add_argument("--epochs-int8", type=int, default=1)
+    p.add_argument("--epochs-prom", type=int, default=3)
     p.add_argument("--lr-float", type=float, default=0.1)
     p.add_argument("--lr-int8", type=float, default=0.005)
     p.add_argument("--lr-prom", type=float, default=0.02)
@@ -298,7 +303,8 @@ def run(args, folder, onnx_dir, train_data, x_test, y_test, argv) -> int:
         return float((pred == y_np).mean())
 
     model = MobileNetV2(num_classes=CLASSES, width_mult=args.width, in_channels=1,
-                        input_size=args.input_size)
+                        input_size=args.input_size, stem_stride=args.stem_stride)
+    model = model.to(memory_format=torch.channels_last)  # about 2x faster training on CPU
     example = model.example_input(1)
     results: dict = {}
     seconds = train(model, train_data, args.epochs_float, args.lr_float, args, "float")
@@ -355,6 +361,7 @@ def run(args, folder, onnx_dir, train_data, x_test, y_test, argv) -> int:
                                      "horizontal flip and +-2 px translation"},
         "model": {"architecture": "MobileNetV2 (torchvision layout), 1 input channel",
                   "width_mult": args.width, "input_size": args.input_size,
+                  "stem_stride": args.stem_stride,
                   "parameters": sum(p.numel() for p in model.parameters())},
         "training": {k: getattr(args, k) for k in (
             "epochs_float", "epochs_int8", "epochs_prom", "lr_float", "lr_int8", "lr_prom",

@@ -83,21 +83,27 @@ class MobileNetV2(nn.Module):
         Nominal square input resolution (``example_input``); at least 1.
     dropout : float
         Dropout before the classifier (torchvision: 0.2).
+    stem_stride : int
+        Stride of the first conv: 2 as in torchvision; 1 for small images (28x28, 32x32) as
+        CIFAR-style adaptations do, so the last feature map is not 1x1.  Names and shapes of
+        the state_dict do not change.
     """
 
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, in_channels: int = 3,
-                 input_size: int = 224, dropout: float = 0.2):
+                 input_size: int = 224, dropout: float = 0.2, stem_stride: int = 2):
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
         if in_channels < 1 or num_classes < 1 or input_size < 1:
             raise ValueError("in_channels, num_classes and input_size must be >= 1, got "
                              f"{in_channels}, {num_classes}, {input_size}")
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
         self.in_channels = in_channels
         self.input_size = input_size
         channels = make_divisible(32 * width_mult)
         self.last_channel = make_divisible(1280 * max(1.0, width_mult))
-        features: list[nn.Module] = [conv_bn_relu6(in_channels, channels, stride=2)]
+        features: list[nn.Module] = [conv_bn_relu6(in_channels, channels, stride=stem_stride)]
         for t, c, n, s in INVERTED_RESIDUAL_SETTING:
             out = make_divisible(c * width_mult)
             for i in range(n):

@@ -106,9 +106,16 @@ def export_onnx(
             torch.onnx.export(
                     twin, (example_input,), str(float_path), dynamo=False, opset_version=opset,
                 input_names=["input"], output_names=["logits"], do_constant_folding=True,
+                # True skips the exporter's merging of equal-valued initializers (two all-zero
+                # biases would share one name); the inputs it adds are removed below
+                keep_initializers_as_inputs=True,
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch
                 else None)
         proto = onnx.load(str(float_path))
+    initializer_names = {t.name for t in proto.graph.initializer}
+    graph_inputs = [i for i in proto.graph.input if i.name not in initializer_names]
+    del proto.graph.input[:]
+    proto.graph.input.extend(graph_inputs)
     _store_integer_codes(proto, codes)
     constants_to_initializers(proto.graph)
     drop_redundant_activations(proto.graph)

@@ -34,8 +34,19 @@ def test_grayscale_changes_only_the_first_conv():
     assert gray_model(gray_model.example_input(3)).shape == (3, 10)
 
 
+def test_stem_stride_one_keeps_the_state_dict_and_doubles_the_resolution():
+    base = MobileNetV2(num_classes=10, width_mult=0.5)
+    small = MobileNetV2(num_classes=10, width_mult=0.5, stem_stride=1)
+    assert {k: v.shape for k, v in base.state_dict().items()} == {
+        k: v.shape for k, v in small.state_dict().items()}
+    x = torch.randn(1, 3, 64, 64)
+    assert base.features(x).shape[-1] == 2 and small.features(x).shape[-1] == 4
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="width_mult"):
         MobileNetV2(width_mult=0)
     with pytest.raises(ValueError, match="in_channels"):
         MobileNetV2(in_channels=0)
+    with pytest.raises(ValueError, match="stem_stride"):
+        MobileNetV2(stem_stride=3)

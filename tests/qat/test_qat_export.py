@@ -96,3 +96,29 @@ def test_old_opset_is_refused(prom, tmp_path):
 def test_file_on_disk_is_the_returned_model(prom):
     _, _, path, proto = prom
     assert onnx.load(str(path)).SerializeToString() == proto.SerializeToString()
+
+
+def test_equal_initializers_keep_their_own_names(tmp_path):
+    """torch's exporter would merge two all-zero biases into one initializer."""
+
+    class TwoZeroBiases(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.b = torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 4)
+            for conv in (self.a, self.b):
+                torch.nn.init.zeros_(conv.bias)
+
+        def forward(self, x):
+            return self.fc(self.b(torch.relu(self.a(x))).mean((2, 3)))
+
+    qmodel = qat.prepare(TwoZeroBiases())
+    x = torch.randn(4, 3, 8, 8)
+    qmodel(x)  # calibrate
+    qmodel.eval()
+    proto = qat.export_onnx(qmodel, x, tmp_path / "zero_bias.onnx")
+    assert set(conv_weight_codes(proto)) == {"a", "b", "fc"}
+    assert [i.name for i in proto.graph.input] == ["input"]
+    np.testing.assert_allclose(run_onnxruntime(tmp_path / "zero_bias.onnx", x.numpy()),
+                               qmodel(x).detach().numpy(), rtol=0, atol=1e-6)
