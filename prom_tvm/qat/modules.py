@@ -60,6 +60,13 @@ class ActivationQuant(nn.Module):
                 f"zero_point={self.zero_point.item()}")
 
 
+def _copy_parameters(src: nn.Module, dst: nn.Module) -> None:
+    """Copy weight and bias, keeping the memory format (``channels_last`` stays)."""
+    dst.weight = nn.Parameter(src.weight.detach().clone(), src.weight.requires_grad)
+    if src.bias is not None:
+        dst.bias = nn.Parameter(src.bias.detach().clone(), src.bias.requires_grad)
+
+
 class _QuantWeightMixin:
     """Weight and bias quantization shared by ``QuantConv2d`` and ``QuantLinear``."""
 
@@ -138,10 +145,7 @@ class QuantConv2d(_QuantWeightMixin, nn.Conv2d):
             device=conv.weight.device, dtype=conv.weight.dtype,
         )
         new._setup(weight_format, ternary_method, twn_threshold)
-        with torch.no_grad():
-            new.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                new.bias.copy_(conv.bias)
+        _copy_parameters(conv, new)
         new.bn = bn
         new.bn_frozen = False
         new.train(conv.training)
@@ -188,10 +192,7 @@ class QuantLinear(_QuantWeightMixin, nn.Linear):
         new = cls(fc.in_features, fc.out_features, bias=fc.bias is not None,
                   device=fc.weight.device, dtype=fc.weight.dtype)
         new._setup(weight_format, "twn", 0.7)
-        with torch.no_grad():
-            new.weight.copy_(fc.weight)
-            if fc.bias is not None:
-                new.bias.copy_(fc.bias)
+        _copy_parameters(fc, new)
         new.train(fc.training)
         return new
 
