@@ -170,9 +170,8 @@ class _Lowering(relax.PyExprMutator):
                                          primfunc_name_hint=f"prom_int8_conv2d_{self.count}")
         from ..schedules.int8_dense import int8_dense_compute
 
-        # (K, N) weights vectorize over output features: transpose the constant once here.
-        common[1] = relax.const(np.ascontiguousarray(layer.weight.T.astype(np.int8)))
-        fn = partial(int8_dense_compute, x_zero_point=x.zero_point, rq=rq, transpose_w=False)
+        # (N, K) weights: the VNNI path reduces 64-byte slices of K per output feature.
+        fn = partial(int8_dense_compute, x_zero_point=x.zero_point, rq=rq, transpose_w=True)
         return self.builder_.call_te(fn, *common,
                                      primfunc_name_hint=f"prom_int8_dense_{self.count}")
 
