@@ -1,11 +1,13 @@
 """PROM quantization-aware training for torch CNNs and export to QDQ ONNX.
 
-Needs torch (``pip install prom-tvm[torch]``); the rest of ``prom_tvm`` does not.
+Needs torch (``pip install prom-tvm[torch]``); the rest of ``prom_tvm`` does not. ::
 
->>> from prom_tvm import qat                                     # doctest: +SKIP
->>> qmodel = qat.prepare(float_model)        # ternary 1x1, int8 elsewhere, 8-bit activations
->>> ...                                      # fine-tune qmodel as usual (train() mode)
->>> qat.export_onnx(qmodel, example_batch, "model_prom.onnx")    # QDQ ONNX for prom_tvm.build
+    from prom_tvm import qat
+    qmodel = qat.prepare(float_model)     # ternary 1x1, int8 elsewhere, 8-bit activations
+    ...                                   # fine-tune qmodel as usual (train() mode)
+    qat.export_onnx(qmodel.eval(), example_batch, "model_prom.onnx")  # for prom_tvm.build
+
+See docs/qat.md.
 """
 
 try:

@@ -1,5 +1,7 @@
 """The fake quantizers against their definitions, on random weights (hypothesis)."""
 
+import doctest
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,6 +9,7 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
+from prom_tvm.qat import quantizers  # noqa: E402
 from prom_tvm.qat.quantizers import (  # noqa: E402
     activation_qparams,
     dequantize_weight,
@@ -100,3 +103,8 @@ def test_activation_range_holds_zero_exactly(lo, span):
     assert xq[0] == 0.0  # zero is representable
     tol = float(scale) * 0.5 + 1e-6
     assert np.all(np.abs((xq - x).numpy()) <= tol + abs(lo + span) * 1e-6)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(quantizers)
+    assert result.attempted > 0 and result.failed == 0
