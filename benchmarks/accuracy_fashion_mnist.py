@@ -196,7 +196,7 @@ def compiled_predict(path: Path, x: np.ndarray, batch: int, quiet: bool) -> dict
     except Exception as err:  # report the compiler's failure, keep the other results
         return {"error": f"prom_tvm.build failed: {type(err).__name__}: {err}",
                 "traceback": traceback.format_exc(limit=5)}
-    kernels = lib.kernel_counts() if hasattr(lib, "kernel_counts") else None
+    kernels = lib.kernel_counts()
     return {"pred": pred, "build_seconds": round(seconds, 1), "kernels": kernels}
 
 

@@ -124,6 +124,7 @@ class CompiledModel:
         return [layer.as_row() for layer in self.layers]
 
     def kernel_counts(self) -> dict[str, int]:
+        """How many layers each kernel got, e.g. {"ternary-add": 34, "int8": 19}."""
         counts: dict[str, int] = {}
         for layer in self.layers:
             counts[layer.kernel] = counts.get(layer.kernel, 0) + 1

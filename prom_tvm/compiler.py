@@ -17,7 +17,6 @@ from pathlib import Path
 
 import onnx
 import tvm
-from tvm import relax
 
 from . import onnx_io
 from .compiled_model import CompiledModel, LayerInfo
@@ -104,7 +103,3 @@ def build(
     outputs = [o.name for o in model.graph.output]
     return CompiledModel(ex, tgt, list(shapes), shapes, dtypes, outputs, layers, source=source)
 
-
-def build_relax(mod: tvm.IRModule, target: tvm.target.Target) -> relax.VMExecutable:
-    """Compile an already-lowered module (used by tuning and tests)."""
-    return tvm.compile(mod, target=target, relax_pipeline=relax_pipeline(target))

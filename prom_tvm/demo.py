@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from .build import format_summary
     from .compiler import build
     from .models import mobilenet_v2_float, quantize_qdq
+    from .onnx_io import output_step
 
     size = args.input_size
     print(f"[1/4] PROM MobileNetV2 {size}x{size}: float ONNX, then QDQ via onnxruntime")
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         so.inter_op_num_threads = 1
     int8 = ort.InferenceSession(qdq.SerializeToString(), so, providers=["CPUExecutionProvider"])
     fp = ort.InferenceSession(fp32.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    step = _output_step(qdq)
+    step = output_step(qdq)
     rng = np.random.default_rng(0)
     worst = 0
     same = 0
@@ -95,17 +96,6 @@ def main(argv: list[str] | None = None) -> int:
                     ("onnxruntime fp32", t_fp32)):
         print(f"      {name:20s} {t * 1e3:8.2f} ms   {t / t_int8:5.2f}x onnxruntime int8")
     return 0 if ok else 1
-
-
-def _output_step(model) -> float:
-    from onnx import numpy_helper
-
-    inits = {t.name: t for t in model.graph.initializer}
-    out = model.graph.output[0].name
-    for node in model.graph.node:
-        if node.output[0] == out and node.op_type == "DequantizeLinear":
-            return float(numpy_helper.to_array(inits[node.input[1]]))
-    return 1.0
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import numpy_helper
 
-__all__ = ["input_dtypes", "input_shapes", "load_onnx"]
+__all__ = ["input_dtypes", "input_shapes", "load_onnx", "output_step"]
 
 # Domains onnx's full check (strict shape inference) knows; other domains get the structural check.
 _STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
@@ -199,3 +200,13 @@ def _example(dims: list[onnx.TensorShapeProto.Dimension]) -> str:
     """The shape with dynamic dims replaced by 1 (batch) — a hint, not a guess used anywhere."""
     parts = [str(d.dim_value) if d.HasField("dim_value") else "1" for d in dims]
     return f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
+
+
+def output_step(model: onnx.ModelProto) -> float:
+    """One LSB of a QDQ model's output: the scale of the DequantizeLinear that produces it."""
+    inits = {t.name: t for t in model.graph.initializer}
+    out = model.graph.output[0].name
+    for node in model.graph.node:
+        if node.output and node.output[0] == out and node.op_type == "DequantizeLinear":
+            return float(numpy_helper.to_array(inits[node.input[1]]))
+    raise ValueError(f"output {out!r} is not produced by a DequantizeLinear: not a QDQ model")

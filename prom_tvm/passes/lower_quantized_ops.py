@@ -100,6 +100,7 @@ class _Lowering(relax.PyExprMutator):
         from ..schedules.ternary_conv1x1 import (
             TernaryLists,
             accumulation_plan,
+            sum_bound,
             ternary_conv1x1_compute,
         )
         from ..schedules.ternary_conv1x1_baked import (
@@ -127,13 +128,8 @@ class _Lowering(relax.PyExprMutator):
         if magnitude is not None:
             args.append(relax.const(magnitude))
         # Python-level parameters are bound with partial: call_te only converts tensors.
-        # |sum| <= 255 * max(|P|, |N|) (uint8) or 128 * (|P| + |N|) (int8)
-        if x.dtype == "uint8":
-            sum_bound = 255 * int(max(lists.n_pos.max(initial=0), lists.n_neg.max(initial=0)))
-        else:
-            sum_bound = 128 * int((lists.n_pos + lists.n_neg).max(initial=0))
-        float_rescale = bool(
-            int(mag.max(initial=1)) * sum_bound + int(np.abs(bias).max(initial=0)) < 2**24)
+        float_rescale = bool(int(mag.max(initial=1)) * sum_bound(lists, x.dtype)
+                             + int(np.abs(bias).max(initial=0)) < 2**24)
         cout = lists.pos.shape[0]
         max_baked = int(self.options.get("bake_max_weights", DEFAULT_BAKED_WEIGHTS))
         if can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tvm import te, tirx
+from tvm import tirx
 
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
 
@@ -91,7 +91,3 @@ def requant_expr(acc: tirx.PrimExpr, scale: tirx.PrimExpr, rq: Requant) -> tirx.
     v = round_half_even(acc.astype("float32") * scale) + tirx.const(rq.zero_point, "float32")
     v = tirx.max(tirx.min(v, tirx.const(rq.qmax, "float32")), tirx.const(rq.qmin, "float32"))
     return v.astype("int32").astype(rq.out_dtype)
-
-
-def scale_placeholder(channels: int, name: str = "rq_scale") -> te.Tensor:
-    return te.placeholder((channels,), "float32", name=name)
