@@ -1,0 +1,204 @@
+"""The exact reference a compiled model is judged against, and onnxruntime's int8 baseline.
+
+A QDQ model *means* DequantizeLinear -> float ops -> QuantizeLinear. :class:`ExactReference`
+evaluates exactly that with ONNX's own numpy reference implementation (``onnx.reference``), the
+float ops in float64: a conv of dequantized int8 values is then exact (products of two float32
+are exact in float64, sums of thousands of them lose nothing at 8-bit output resolution), so the
+only roundings are the QuantizeLinear ones the model asks for. It runs on numpy alone, so it
+gives the same answer on every CPU.
+
+onnxruntime's optimized session (:func:`int8_session`, fused int8 kernels from MLAS) is the
+*speed* baseline, not the truth: on x86 CPUs without VNNI (Haswell-Skylake, Zen 1-3) MLAS
+multiplies u8 x s8 with ``vpmaddubsw``, which saturates the int16 sum of two products, and the
+{-127, 0, 127} weights onnxruntime's quantizer writes for ternary layers hit that bound on most
+outputs (microsoft/onnxruntime#16105). onnxruntime with every optimization disabled
+(:func:`unfused_session`) runs the QDQ graph as written but in float32, whose rounding in long
+sums flips a requantization now and then; it is kept for timing the float graph and for
+comparison.
+
+Integer kernels round their requantization like onnxruntime's QLinearConv (one float32 multiply
+by the combined scale), so a compiled model and the reference differ by a rounding tie here and
+there, which later layers can widen to a few output LSB: :func:`agreement` measures it.
+
+onnxruntime is an optional dependency (``[demo]`` / ``[dev]`` extras), imported on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("the exact reference runs in onnxruntime: pip install onnxruntime "
+                          "(or install prom-tvm with the [demo] or [dev] extra)") from err
+    return onnxruntime
+
+
+def _session(model: onnx.ModelProto | str | Path, level: str, threads: int):
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if threads > 0:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    src = str(model) if isinstance(model, str | Path) else model.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def unfused_session(model: onnx.ModelProto | str | Path, threads: int = 1):
+    """onnxruntime running the QDQ graph as written, in float32 (no fused int8 kernels).
+
+    ORT_DISABLE_ALL keeps every DequantizeLinear / float op / QuantizeLinear separate, so no
+    CPU-dependent int8 kernel (and no vpmaddubsw saturation) is involved.
+    """
+    return _session(model, "ORT_DISABLE_ALL", threads)
+
+
+def int8_session(model: onnx.ModelProto | str | Path, threads: int = 1):
+    """onnxruntime as users deploy it (all optimizations, fused int8 kernels): the speed baseline."""
+    return _session(model, "ORT_ENABLE_ALL", threads)
+
+
+def feeds(session, inputs: np.ndarray | list[np.ndarray] | dict[str, np.ndarray]) -> dict:
+    """Session feeds from one array, a list in input order, or a dict."""
+    if isinstance(inputs, dict):
+        return dict(inputs)
+    if isinstance(inputs, np.ndarray):
+        inputs = [inputs]
+    names = [i.name for i in session.get_inputs()]
+    if len(names) != len(inputs):
+        raise ValueError(f"the model has inputs {names}, got {len(inputs)} array(s)")
+    return dict(zip(names, inputs, strict=True))
+
+
+def run(session, inputs) -> np.ndarray:
+    """First output of ``session`` on ``inputs``."""
+    return session.run(None, feeds(session, inputs))[0]
+
+
+def _float64_qdq_ops():
+    """QuantizeLinear / DequantizeLinear for onnx.reference with float64 in between.
+
+    DequantizeLinear computes its float32 result as the standard says, then widens it;
+    QuantizeLinear narrows its input to float32 first (its input type in the model) and then
+    divides and rounds half to even as the standard says. Registered for every opset: onnx's
+    reference has no implementation of the opset-13 versions most exporters write.
+    """
+    from onnx.reference.ops.op_dequantize_linear import DequantizeLinear_21
+    from onnx.reference.ops.op_quantize_linear import QuantizeLinear_21
+
+    class DequantizeLinear(DequantizeLinear_21):
+        op_domain = ""
+
+        def _run(self, x, x_scale, x_zero_point=None, axis: int = 1, block_size: int = 0,
+                 output_dtype=None):
+            (y,) = super()._run(x, x_scale, x_zero_point, axis=axis, block_size=block_size)
+            return (y.astype(np.float64),)
+
+    class QuantizeLinear(QuantizeLinear_21):
+        op_domain = ""
+
+        def _run(self, x, y_scale, zero_point=None, axis: int = 1, saturate: bool = True,
+                 block_size: int | None = None, output_dtype=None, precision=None):
+            return super()._run(np.asarray(x, np.float32), y_scale, zero_point, axis=axis,
+                                saturate=saturate, block_size=block_size,
+                                output_dtype=output_dtype)
+
+    return [DequantizeLinear, QuantizeLinear]
+
+
+class ExactReference:
+    """The QDQ graph in numpy, float ops in float64: the truth a compiled model must match.
+
+    ``ExactReference(model)(x)`` returns the first output as float32 (like the model's
+    output); ``run`` returns every output.
+    """
+
+    def __init__(self, model: onnx.ModelProto | str | Path):
+        from onnx.reference import ReferenceEvaluator
+
+        if isinstance(model, str | Path):
+            model = onnx.load(str(model))
+        self.model = model
+        self.input_names = list(_graph_input_names(model))
+        try:
+            self._eval = ReferenceEvaluator(model, new_ops=_float64_qdq_ops())
+        except Exception as err:  # onnx raises RuntimeError / NotImplementedError / TypeError
+            raise ValueError(f"the exact reference (onnx.reference) cannot run this model: "
+                             f"{err}") from err
+
+    def run(self, inputs) -> list[np.ndarray]:
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
+        if not isinstance(inputs, dict):
+            if len(inputs) != len(self.input_names):
+                raise ValueError(f"the model has inputs {self.input_names}, "
+                                 f"got {len(inputs)} array(s)")
+            inputs = dict(zip(self.input_names, inputs, strict=True))
+        outs = self._eval.run(None, inputs)
+        return [o.astype(np.float32) if o.dtype == np.float64 else o for o in outs]
+
+    def __call__(self, inputs) -> np.ndarray:
+        return self.run(inputs)[0]
+
+
+def _graph_input_names(model: onnx.ModelProto):
+    inits = {t.name for t in model.graph.initializer}
+    return (i.name for i in model.graph.input if i.name not in inits)
+
+
+def run_exact(model: onnx.ModelProto | str | Path, inputs) -> np.ndarray:
+    """First output of the exact reference on ``inputs`` (builds the evaluator each call:
+    keep an :class:`ExactReference` to run many inputs)."""
+    return ExactReference(model)(inputs)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How far an output is from the reference: in output LSBs, and whether top-1 agrees."""
+
+    max_lsb: int
+    top1_same: bool
+
+    def ok(self, tolerance_lsb: int = 2) -> bool:
+        return self.top1_same and self.max_lsb <= tolerance_lsb
+
+
+def agreement(got: np.ndarray, ref: np.ndarray, step: float) -> Agreement:
+    """Compare two dequantized outputs whose quantization step is ``step``."""
+    got = np.asarray(got, np.float64)
+    ref = np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        raise ValueError(f"output shapes differ: {got.shape} vs reference {ref.shape}")
+    lsb = int(np.rint(np.abs(got - ref) / step).max(initial=0))
+    same = bool(got.reshape(got.shape[0], -1).argmax(1).tolist()
+                == ref.reshape(ref.shape[0], -1).argmax(1).tolist())
+    return Agreement(lsb, same)
+
+
+@functools.cache
+def host_has_vnni() -> bool:
+    """Whether this CPU has AVX-512 VNNI or AVX-VNNI (onnxruntime's exact int8 path on x86)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_vnni" in flags or " avx_vnni" in flags
+
+
+def int8_mismatch_reason() -> str:
+    """One line on why onnxruntime's int8 output may differ from the exact reference here."""
+    if host_has_vnni():
+        return ("onnxruntime's fused int8 kernels round differently from the exact QDQ graph "
+                "(float requantization order)")
+    return ("this CPU has no VNNI: onnxruntime's u8s8 kernels (vpmaddubsw) saturate the int16 "
+            "sum of two products, which {-127, 0, 127} ternary weights hit "
+            "(microsoft/onnxruntime#16105); prom_tvm accumulates exactly")
