@@ -63,7 +63,7 @@ def unfused_session(model: onnx.ModelProto | str | Path, threads: int = 1):
 
 
 def int8_session(model: onnx.ModelProto | str | Path, threads: int = 1):
-    """onnxruntime as users deploy it (all optimizations, fused int8 kernels): the speed baseline."""
+    """onnxruntime as users deploy it (all optimizations, fused int8 kernels): speed baseline."""
     return _session(model, "ORT_ENABLE_ALL", threads)
 
 
@@ -161,6 +161,16 @@ def run_exact(model: onnx.ModelProto | str | Path, inputs) -> np.ndarray:
     return ExactReference(model)(inputs)
 
 
+# Output LSBs a compiled QDQ network may differ from the exact reference by. An integer kernel
+# requantizes with one float32 multiply by the combined scale (as onnxruntime's QLinearConv);
+# the float graph dequantizes, sums and divides. The two round a value within ~1e-7 of a
+# half-integer differently, a few times per million activations, and the layers after such a
+# flip can widen it. Measured (12 seeded inputs, tests/test_build_models.py): MobileNetV2 224
+# <= 2 LSB, MobileNetV2-0.5 at 96x96 <= 4 LSB; onnxruntime's own float32 run of the same QDQ
+# graph is up to 5 LSB off. A kernel bug is tens of LSB or a different top-1.
+TOLERANCE_LSB = 4
+
+
 @dataclass(frozen=True)
 class Agreement:
     """How far an output is from the reference: in output LSBs, and whether top-1 agrees."""
@@ -168,7 +178,7 @@ class Agreement:
     max_lsb: int
     top1_same: bool
 
-    def ok(self, tolerance_lsb: int = 2) -> bool:
+    def ok(self, tolerance_lsb: int = TOLERANCE_LSB) -> bool:
         return self.top1_same and self.max_lsb <= tolerance_lsb
 
 

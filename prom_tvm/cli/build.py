@@ -1,4 +1,4 @@
-"""``python -m prom_tvm.build model.onnx --target ... -o model.so``: compile and export.
+"""``python -m prom_tvm build model.onnx --target ... -o model.so``: compile and export.
 
 Prints the per-layer summary (which kernel each Conv / Gemm / MatMul got) and writes the
 library plus its metadata (``model.so.prom.json``) for ``prom_tvm.load``.
@@ -43,7 +43,7 @@ def format_summary(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m prom_tvm.build",
+    ap = argparse.ArgumentParser(prog="python -m prom_tvm build",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("model", help="QDQ (or float) ONNX model")
     ap.add_argument("--target", default=None,
@@ -56,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="do not print the layer summary")
     args = ap.parse_args(argv)
 
-    from .compiler import build
+    from ..compiler import build
 
     try:
+        out = output_path(args.model, args.output)
         lib = build(args.model, args.target, tuning_log=args.tuning_log,
                     input_shapes=parse_shapes(args.input_shape))
-        out = Path(args.output or Path(args.model).with_suffix(".so"))
         lib.export_library(out, cc=args.cc)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -70,6 +70,26 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(lib.summary()))
     print(f"wrote {out} (+ {out.name}.prom.json) for {lib.target}")
     return 0
+
+
+LIBRARY_SUFFIXES = (".so", ".dylib", ".dll", ".tar")
+
+
+def output_path(model: str, output: str | None) -> Path:
+    """Where the library goes: ``-o`` (a file, or a directory to put MODEL.so in), checked
+    before compiling so that a bad path never costs a build or overwrites the model."""
+    model_path = Path(model)
+    out = Path(output) if output else model_path.with_suffix(".so")
+    if out.is_dir():
+        out = out / model_path.with_suffix(".so").name
+    if out.suffix not in LIBRARY_SUFFIXES:
+        raise ValueError(f"-o {out}: a library needs one of the suffixes "
+                         f"{', '.join(LIBRARY_SUFFIXES)} (e.g. -o {out.with_suffix('.so')})")
+    if model_path.exists() and out.exists() and out.resolve() == model_path.resolve():
+        raise ValueError(f"-o {out} is the input model; choose another output file")
+    if not out.parent.is_dir():
+        raise ValueError(f"-o {out}: folder {out.parent} does not exist")
+    return out
 
 
 if __name__ == "__main__":
