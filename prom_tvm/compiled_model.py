@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,30 +71,32 @@ class CompiledModel:
                 raise RuntimeError(
                     f"this model was compiled for {self.target.attrs.get('mtriple', '')} "
                     f"{self.target.attrs.get('mcpu', '')}; it cannot run on this machine. "
-                    "Export it with export_library() and run it on the device "
-                    "(python -m prom_tvm.bench)."
+                    "Export it with export_library() and load it with prom_tvm.load on the "
+                    "device."
                 )
             self._vm = relax.VirtualMachine(self.executable, tvm.cpu())
         return self._vm
 
     def _arguments(self, args, kwargs) -> list[np.ndarray]:
-        if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
+        names = self.input_names
+        if len(args) == 1 and isinstance(args[0], Mapping):
             feed = dict(args[0])
-        elif kwargs and not args:
-            feed = dict(kwargs)
         else:
-            if len(args) != len(self.input_names):
-                raise ValueError(f"expected {len(self.input_names)} input(s) "
-                                 f"{self.input_names}, got {len(args)}")
-            feed = dict(zip(self.input_names, args, strict=True))
-        unknown = set(feed) - set(self.input_names)
-        missing = [n for n in self.input_names if n not in feed]
+            if len(args) > len(names):
+                raise ValueError(f"expected {len(names)} input(s) {names}, got {len(args)}")
+            feed = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():  # keywords name inputs, like the dict form
+            if key in feed:
+                raise ValueError(f"input {key!r} is given twice (positionally and by keyword)")
+            feed[key] = value
+        unknown = sorted(set(feed) - set(names))
+        missing = [n for n in names if n not in feed]
         if unknown or missing:
-            raise ValueError(f"inputs are {self.input_names}; unknown {sorted(unknown)}, "
+            raise ValueError(f"the model's inputs are {names}; unknown {unknown}, "
                              f"missing {missing}")
         arrays = []
-        for name in self.input_names:
-            a = np.ascontiguousarray(np.asarray(feed[name], dtype=self.input_dtypes[name]))
+        for name in names:
+            a = _as_input(name, feed[name], np.dtype(self.input_dtypes[name]))
             if a.shape != self.input_shapes[name]:
                 raise ValueError(f"input {name!r} has shape {a.shape}, the model was compiled "
                                  f"for {self.input_shapes[name]} (rebuild with input_shapes=)")
@@ -149,6 +152,37 @@ class CompiledModel:
         return path
 
 
+def _as_input(name: str, value, dtype: np.dtype) -> np.ndarray:
+    """``value`` as a C-contiguous array of the input's dtype, shape kept (0-d stays 0-d).
+
+    Floats may be given as any real numbers (cast, as numpy does). An integer input is never
+    wrapped or truncated silently: values must be integral and within the dtype's range.
+    """
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"input {name!r} is not an array of numbers: {err}") from None
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"input {name!r} ({dtype}) got an array of {a.dtype}; pass numbers")
+    if dtype.kind in "iu" and a.size:
+        info = np.iinfo(dtype)
+        if a.dtype.kind == "f":
+            if not np.isfinite(a).all():
+                raise ValueError(f"input {name!r} is {dtype} but contains NaN or inf")
+            if (a != np.rint(a)).any():
+                bad = a[a != np.rint(a)].flat[0]
+                raise ValueError(f"input {name!r} is {dtype} but got the non-integral value "
+                                 f"{bad}; round it first if that is what you mean")
+        lo, hi = a.min(), a.max()
+        if lo < info.min or hi > info.max:
+            raise ValueError(f"input {name!r} is {dtype} (range {info.min}..{info.max}) but "
+                             f"got values in {lo}..{hi}; values are not wrapped or clipped")
+    elif dtype.kind == "b" and a.size and not np.isin(a, (0, 1)).all():
+        raise ValueError(f"input {name!r} is bool but got values other than 0/1")
+    # np.ascontiguousarray would turn a 0-d array into shape (1,)
+    return np.asarray(a, dtype=dtype, order="C")
+
+
 def _json_default(v):
     if isinstance(v, np.generic):
         return v.item()
@@ -168,21 +202,76 @@ def _flatten(out) -> list[np.ndarray]:
     return result
 
 
+_REBUILD = "rebuild and export it with prom_tvm (CompiledModel.export_library or python -m " \
+    "prom_tvm build)"
+
+
+def _read_metadata(path: Path, meta_path: Path) -> dict:
+    """The metadata next to ``path``, checked so that every problem is a ValueError naming it."""
+    where = f"{path}: metadata {meta_path.name}"
+    if not meta_path.is_file():
+        raise ValueError(f"{where} is missing next to the library; {_REBUILD}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{where} is corrupt or empty (not JSON: {err}); {_REBUILD}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where} is not a JSON object; {_REBUILD}")
+    missing = [k for k in ("target", "inputs", "outputs", "layers") if k not in meta]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}; {_REBUILD}")
+    try:
+        for i in meta["inputs"]:
+            str(i["name"]), tuple(int(d) for d in i["shape"]), np.dtype(i["dtype"])
+        for d in meta["layers"]:
+            LayerInfo(**{**d, "weight_shape": tuple(d["weight_shape"])})
+        list(meta["outputs"])
+    except (TypeError, KeyError, ValueError) as err:
+        raise ValueError(f"{where} has malformed inputs/outputs/layers ({type(err).__name__}: "
+                         f"{err}); {_REBUILD}") from None
+    return meta
+
+
 def load(path: str | os.PathLike) -> CompiledModel:
-    """Load a library written by ``CompiledModel.export_library``."""
+    """Load a library written by ``CompiledModel.export_library``.
+
+    Raises
+    ------
+    ValueError
+        The file is missing or is not a prom_tvm library (random bytes, an ONNX file, another
+        shared library), its metadata ``PATH.prom.json`` is missing, corrupt or incomplete, or
+        it was compiled for a CPU this machine cannot run; the message names the file.
+    """
+    from .targets import host_target, is_host_compatible, target_summary
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such library file")
-    meta_path = Path(str(path) + META_SUFFIX)
-    if not meta_path.is_file():
-        raise ValueError(f"{path}: metadata {meta_path.name} is missing next to the library "
-                         "(export with CompiledModel.export_library)")
-    meta = json.loads(meta_path.read_text())
-    lib = tvm.runtime.load_module(str(path))
-    target = tvm.target.Target(meta["target"])
+    meta = _read_metadata(path, Path(str(path) + META_SUFFIX))
+    try:
+        target = tvm.target.Target(meta["target"])
+    except Exception as err:  # TVM raises ValueError / TypeError / its own errors
+        raise ValueError(f"{path}: metadata has an invalid target ({err}); {_REBUILD}") from None
+    # Checked before dlopen: a library for another CPU cannot be loaded here at all.
+    if not is_host_compatible(target):
+        raise ValueError(
+            f"{path} was compiled for {target_summary(target)}; this machine is "
+            f"{target_summary(host_target())}: copy the library and its {META_SUFFIX} to such "
+            "a device and load it there, or rebuild for this machine (target=None)"
+        )
+    try:
+        lib = tvm.runtime.load_module(str(path))
+        vm = relax.VirtualMachine(lib, tvm.cpu())
+    except (RuntimeError, AttributeError) as err:  # tvm.error.* derive from RuntimeError
+        first = str(err).strip().splitlines()[-1][:300] if str(err).strip() else ""
+        raise ValueError(f"{path} is not a prom_tvm library (TVM could not load it as a Relax "
+                         f"VM executable: {first}); {_REBUILD}") from None
     layers = [LayerInfo(**{**d, "weight_shape": tuple(d["weight_shape"])}) for d in meta["layers"]]
     inputs = meta["inputs"]
-    return CompiledModel(
+    model = CompiledModel(
         lib, target, [i["name"] for i in inputs], {i["name"]: i["shape"] for i in inputs},
-        {i["name"]: i["dtype"] for i in inputs}, meta["outputs"], layers, source=meta["source"],
+        {i["name"]: i["dtype"] for i in inputs}, meta["outputs"], layers,
+        source=meta.get("source"),
     )
+    model._vm = vm
+    return model

@@ -4,8 +4,7 @@ Pipeline (phases as in DESIGN.md):
 
 1. frontend   ONNX checked, shapes fixed, Clip normalized, imported into Relax
 2. lowering   QDQ patterns -> ternary add-only / int8 call_tir kernels (LowerQuantizedOps)
-3. schedules  each prom_tvm kernel gets its default schedule, or a tuned one from a
-              meta-schedule database when ``tuning_log`` is given
+3. schedules  each prom_tvm kernel gets its default schedule (tuning is not available yet)
 4. legalize   everything else: TVM's own legalization + fusion, a generic CPU schedule
 5. codegen    tvm.compile's lowering and the target's code generator
 """
@@ -13,7 +12,6 @@ Pipeline (phases as in DESIGN.md):
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import onnx
 import tvm
@@ -23,21 +21,16 @@ from .compiled_model import CompiledModel, LayerInfo
 from .frontend import import_onnx, layer_index
 from .passes.lower_quantized_ops import LowerQuantizedOps, weight_fingerprint
 from .passes.schedule_kernels import ScheduleKernels, ScheduleLeftovers
-from .targets import parse_target
+from .targets import check_buildable, parse_target
 
 
-def relax_pipeline(target: tvm.target.Target, tuning_log: str | os.PathLike | None = None):
+def relax_pipeline(target: tvm.target.Target):
     """The Relax pipeline that runs after lowering (phases 3-5 above)."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 
     @tvm.transform.module_pass(opt_level=0, name="prom_tvm.Pipeline")
     def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        passes = []
-        if tuning_log is not None:
-            from .tuning import ApplyTuningLog
-
-            passes.append(ApplyTuningLog(target, tuning_log))
-        passes.append(ScheduleKernels(target))
+        passes = [ScheduleKernels(target)]
         passes += cpu_generic.library_dispatch_passes(target)
         passes += cpu_generic.legalize_passes(target)
         if target.kind.name == "llvm":
@@ -84,22 +77,24 @@ def build(
     onnx_model : ModelProto or path to a .onnx file.
     target : TVM target as a CLI string (``"llvm -mcpu=cortex-a72"``), dict or Target;
         None = this machine's CPU with its real features.
-    tuning_log : a meta-schedule database directory written by ``python -m prom_tvm.tune``;
-        tuned kernels replace the default schedules.
-    input_shapes : fixed shapes for inputs with dynamic dimensions.
+    tuning_log : reserved for meta-schedule databases; tuning is not available yet, so any
+        value is a ``ValueError``.
+    input_shapes : ``{input name: shape}``, fixed shapes for inputs with dynamic dimensions.
     options : kernel switches, e.g. ``{"ternary": False}`` to compile ternary layers with
         the int8 kernel (for comparisons).
     """
+    if tuning_log is not None:  # checked first: it fails before any work is wasted
+        raise ValueError(f"tuning_log={str(tuning_log)!r}: tuning is not available yet in this "
+                         "version of prom_tvm; drop tuning_log (default schedules are used)")
     source = str(onnx_model) if isinstance(onnx_model, str | os.PathLike) else None
     model = onnx_io.load_onnx(onnx_model)
     tgt = parse_target(target)
+    check_buildable(tgt)
     shapes = onnx_io.input_shapes(model, input_shapes)
     dtypes = onnx_io.input_dtypes(model)
+    model = onnx_io.unpack_subbyte_weights(model)
     mod, layers = lower_to_integer(model, shapes, dtypes, options)
-    if tuning_log is not None and not Path(tuning_log).exists():
-        raise ValueError(f"tuning log {tuning_log!s} does not exist; run python -m prom_tvm.tune "
-                         "first or drop tuning_log")
-    ex = tvm.compile(mod, target=tgt, relax_pipeline=relax_pipeline(tgt, tuning_log))
+    ex = tvm.compile(mod, target=tgt, relax_pipeline=relax_pipeline(tgt))
     outputs = [o.name for o in model.graph.output]
     return CompiledModel(ex, tgt, list(shapes), shapes, dtypes, outputs, layers, source=source)
 

@@ -17,7 +17,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-__all__ = ["input_dtypes", "input_shapes", "load_onnx", "output_step"]
+__all__ = ["input_dtypes", "input_shapes", "load_onnx", "output_step", "unpack_subbyte_weights"]
 
 # Domains onnx's full check (strict shape inference) knows; other domains get the structural check.
 _STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
@@ -126,6 +126,13 @@ def input_shapes(
     """
     inputs = _graph_inputs(model)
     names = [i.name for i in inputs]
+    if overrides is not None and not isinstance(overrides, Mapping):
+        example = names[0] if names else "input"
+        raise ValueError(
+            f"input_shapes must be a dict {{input name: shape}}, e.g. "
+            f"input_shapes={{{example!r}: (1, 3, 224, 224)}}, not a {type(overrides).__name__} "
+            f"({overrides!r}); the model's inputs: {names}"
+        )
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(names))
     if unknown:
@@ -210,3 +217,67 @@ def output_step(model: onnx.ModelProto) -> float:
         if node.output and node.output[0] == out and node.op_type == "DequantizeLinear":
             return float(numpy_helper.to_array(inits[node.input[1]]))
     raise ValueError(f"output {out!r} is not produced by a DequantizeLinear: not a QDQ model")
+
+
+# Sub-byte integer types (opset 21) -> the byte type holding the same values. TVM's importer
+# copies raw tensor bytes assuming one byte per element ("TensorCopyFromBytes: size mismatch").
+_SUBBYTE = {
+    onnx.TensorProto.INT4: onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT4: onnx.TensorProto.UINT8,
+    onnx.TensorProto.INT2: onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT2: onnx.TensorProto.UINT8,
+}
+
+
+def _type_name(elem: int) -> str:
+    return onnx.TensorProto.DataType.Name(elem)
+
+
+def unpack_subbyte_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with INT4/UINT4/INT2/UINT2 weight initializers widened to int8/uint8.
+
+    The values are unchanged, so a ``DequantizeLinear`` of a 4-bit weight computes the same
+    floats (its zero point is widened too, so the two types still match) and the integer
+    kernels see ordinary 8-bit weights. Only tensors read by ``DequantizeLinear`` are widened:
+    anywhere else (a ``QuantizeLinear`` zero point, a graph input) the 4-bit type changes what
+    the graph computes (saturation range), so that is a ``ValueError`` naming the tensor and node.
+    Returns ``model`` itself when there is nothing to widen.
+    """
+    for value in _graph_inputs(model):
+        elem = value.type.tensor_type.elem_type
+        if elem in _SUBBYTE:
+            raise ValueError(f"input {value.name!r} is {_type_name(elem)}: prom_tvm reads "
+                             "int8/uint8 or float inputs; quantize to 4 bits inside the graph")
+    for node in model.graph.node:
+        for a in node.attribute:
+            if a.name == "output_dtype" and a.i in _SUBBYTE:
+                raise ValueError(f"node {node.name or node.op_type!r} ({node.op_type}) produces "
+                                 f"{_type_name(a.i)} activations; prom_tvm supports 4/2-bit "
+                                 "weights only (activations int8/uint8)")
+    sub = {t.name: t for t in model.graph.initializer if t.data_type in _SUBBYTE}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].t.data_type in \
+                _SUBBYTE:
+            raise ValueError(f"Constant {node.name or node.output[0]!r} is "
+                             f"{_type_name(node.attribute[0].t.data_type)}; prom_tvm reads 4/2-bit "
+                             "weights as initializers only: store it as an initializer")
+        for pos, name in enumerate(node.input):
+            if name in sub and (node.op_type != "DequantizeLinear" or pos == 1):
+                raise ValueError(
+                    f"initializer {name!r} ({_type_name(sub[name].data_type)}) is input {pos} of "
+                    f"{node.op_type} node {node.name or '<unnamed>'!r}: prom_tvm reads 4/2-bit "
+                    "tensors only as DequantizeLinear weights and zero points (activations are "
+                    "int8/uint8); quantize it to int8/uint8"
+                )
+    if not sub:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for t in out.graph.initializer:
+        if t.data_type in _SUBBYTE:
+            wide = onnx.helper.tensor_dtype_to_np_dtype(_SUBBYTE[t.data_type])
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(wide), t.name))
+    for v in out.graph.input:  # old exporters list initializers as inputs too
+        if v.name in sub and v.type.tensor_type.elem_type in _SUBBYTE:
+            v.type.tensor_type.elem_type = _SUBBYTE[v.type.tensor_type.elem_type]
+    return out

@@ -29,6 +29,7 @@ from tvm.target import codegen as llvm_info
 __all__ = [
     "CROSS_NUM_CORES",
     "available_physical_cores",
+    "check_buildable",
     "host_target",
     "is_host_compatible",
     "parse_target",
@@ -307,11 +308,43 @@ def parse_target(
 
 
 def _from_config(config: dict[str, Any], text: str) -> Target:
-    if "kind" in config:
-        _check_kind(str(config["kind"]), text)
+    if "kind" not in config:
+        raise ValueError(
+            f"target {text} has no 'kind'; write e.g. {{'kind': 'llvm', 'mcpu': 'cortex-a72'}}"
+        )
+    if not isinstance(config["kind"], str):
+        raise ValueError(f"target {text}: 'kind' must be a string such as 'llvm'")
+    _check_kind(config["kind"], text)
+    _check_value_types(config, text)
     if config.get("kind") == "llvm":
         config = _normalize_llvm(config, text)
     return _make(config, text)
+
+
+def _type_ok(typ: str, value: Any) -> bool:
+    if typ == "str":
+        return isinstance(value, str)
+    if typ == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typ == "bool":
+        return isinstance(value, bool) or value in (0, 1)
+    if typ.startswith("Array"):
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    return True  # other registered types (maps, nested targets): TVM checks them itself
+
+
+def _check_value_types(config: dict[str, Any], text: str) -> None:
+    """Each dict value against the type TVM registers for it, so that a wrong type is a
+    ValueError naming the key instead of a TypeError from deep inside TVM's FFI."""
+    options = _kind_options(config["kind"])
+    examples = {"str": "'cortex-a72'", "int": "4", "bool": "True", "Array<str>": "['+neon']"}
+    for key, value in config.items():
+        typ = options.get(key)
+        if typ is not None and not _type_ok(typ, value):
+            raise ValueError(
+                f"target {text}: {key!r} must be of type {typ} (e.g. {key!r}: "
+                f"{examples.get(typ, '...')}), got {type(value).__name__} {value!r}"
+            )
 
 
 def _make(config: dict[str, Any] | str, text: str) -> Target:
@@ -319,6 +352,45 @@ def _make(config: dict[str, Any] | str, text: str) -> Target:
         return Target(config)
     except ValueError as err:  # TVM's own message lists the known options
         raise ValueError(f"invalid target {text}: {err}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# what prom_tvm can compile for
+
+_GPU_KINDS = frozenset({"cuda", "nvptx", "rocm", "opencl", "vulkan", "metal", "webgpu"})
+_SUPPORTED_HINT = (
+    "supported today: llvm CPU targets, e.g. None (this machine), 'llvm -mcpu=native', "
+    "'llvm -mcpu=cortex-a72'"
+)
+
+
+def check_buildable(target: Target) -> None:
+    """Raise ``ValueError`` unless prom_tvm can compile for ``target`` (llvm CPU kinds only).
+
+    ``parse_target`` translates every TVM kind, but prom_tvm's schedules are CPU schedules:
+    without GPU schedules TVM quietly builds host code for a GPU kind (a library whose only
+    module is x86 code), so such targets are refused here rather than "succeeding".
+    """
+    for role, t in (("target", target), ("host", target.host)):
+        if t is None:
+            continue
+        kind = str(t.kind.name)
+        if kind == "llvm":
+            continue
+        if kind in _GPU_KINDS:
+            planned = " (CUDA support is planned)" if kind in ("cuda", "nvptx") else ""
+            raise ValueError(
+                f"{role} kind {kind!r} ({target_summary(t)}): GPU targets are not supported yet"
+                f"{planned}; prom_tvm has CPU schedules only and TVM would silently build CPU "
+                f"code; {_SUPPORTED_HINT}"
+            )
+        if kind == "c":
+            raise ValueError(
+                f"{role} kind 'c' is not supported: prom_tvm's kernels call LLVM intrinsics "
+                f"(llvm.roundeven, llvm.fma) that TVM's C code generator cannot emit; "
+                f"{_SUPPORTED_HINT}"
+            )
+        raise ValueError(f"{role} kind {kind!r} is not supported by prom_tvm; {_SUPPORTED_HINT}")
 
 
 # ----------------------------------------------------------------------------------------------
