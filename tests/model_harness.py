@@ -1,22 +1,32 @@
-"""Run a QDQ model through onnxruntime and prom_tvm on the same inputs."""
+"""Whole-model checks: a compiled model against the exact QDQ reference on the same inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
 
-from prom_tvm.onnx_io import output_step  # noqa: F401 - re-exported for tests
+from prom_tvm.onnx_io import output_step
+from prom_tvm.reference import TOLERANCE_LSB, Agreement, ExactReference, agreement
+
+# x86 code paths a user's CPU may take, all runnable on this (AVX-512 VNNI) machine: the host's
+# own features, AVX2 without AVX-512/VNNI (Haswell-Skylake client, Zen 1-3), and SSE2 only.
+X86_TARGETS = {
+    "host": None,
+    "avx2": "llvm -mcpu=haswell",
+    "x86-64": "llvm -mcpu=x86-64",
+}
 
 
-def ort_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+def inputs(shape, n=3, seed=7) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(np.float32) for _ in range(n)]
 
 
-def lsb_diff(a: np.ndarray, b: np.ndarray, step: float) -> int:
-    return int(np.rint(np.abs(a.astype(np.float64) - b) / step).max())
+def check_against_exact(lib, model: onnx.ModelProto, xs, tolerance: int = TOLERANCE_LSB
+                        ) -> list[Agreement]:
+    """Assert top-1 identical and within ``tolerance`` LSB on every input; return the numbers."""
+    ref = ExactReference(model)
+    step = output_step(model)
+    found = [agreement(lib(x), ref(x), step) for x in xs]
+    assert all(a.ok(tolerance) for a in found), (lib.target, found)
+    return found

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from model_harness import lsb_diff, ort_run, output_step
+from model_harness import check_against_exact
 
 import prom_tvm
 
 torch = pytest.importorskip("torch")
 
 
-def test_qat_exported_mobilenet_v2_compiles_add_only_and_matches_onnxruntime(tmp_path):
+def test_qat_exported_mobilenet_v2_compiles_add_only_and_matches_exact_reference(tmp_path):
     from prom_tvm import qat
     from prom_tvm.models.mobilenet_v2_torch import MobileNetV2
 
@@ -33,10 +33,4 @@ def test_qat_exported_mobilenet_v2_compiles_add_only_and_matches_onnxruntime(tmp
     pointwise = [r for r in rows if r["op"] == "Conv" and r["weight_shape"][2:] == (1, 1)]
     assert pointwise and all(r["kernel"] == "ternary-add" for r in pointwise), rows
     assert all(r["kernel"] == "int8" for r in rows if r not in pointwise), rows
-    step = output_step(onnx_model)
-    for i in range(4):
-        xi = x[i:i + 1].numpy()
-        ref = ort_run(onnx_model, xi)
-        got = lib(xi)
-        assert lsb_diff(got, ref, step) <= 2
-        assert got.argmax() == ref.argmax()
+    check_against_exact(lib, onnx_model, [x[i:i + 1].numpy() for i in range(4)])

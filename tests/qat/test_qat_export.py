@@ -8,7 +8,7 @@ from onnx import numpy_helper
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from qat_helpers import run_onnxruntime, train_steps  # noqa: E402
+from qat_helpers import run_exported, train_steps  # noqa: E402
 from qdq_checks import (  # noqa: E402
     check_prom_weights,
     check_residual_adds_quantized,
@@ -53,7 +53,7 @@ def test_prom_layout_and_onnxruntime_parity(prom):
     assert proto.opset_import[0].version == 17
     assert check_prom_weights(proto) == (34, 19)
     assert check_residual_adds_quantized(proto) == 10
-    got = run_onnxruntime(path, x.numpy())
+    got = run_exported(path, x.numpy())
     with torch.no_grad():
         expect = qmodel(x).numpy()
     assert np.linalg.norm(got - expect) / np.linalg.norm(expect) < 0.02
@@ -120,5 +120,5 @@ def test_equal_initializers_keep_their_own_names(tmp_path):
     proto = qat.export_onnx(qmodel, x, tmp_path / "zero_bias.onnx")
     assert set(conv_weight_codes(proto)) == {"a", "b", "fc"}
     assert [i.name for i in proto.graph.input] == ["input"]
-    np.testing.assert_allclose(run_onnxruntime(tmp_path / "zero_bias.onnx", x.numpy()),
+    np.testing.assert_allclose(run_exported(tmp_path / "zero_bias.onnx", x.numpy()),
                                qmodel(x).detach().numpy(), rtol=0, atol=1e-6)

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from qat_helpers import run_onnxruntime, train_steps  # noqa: E402
+from qat_helpers import run_exported, train_steps  # noqa: E402
 from qdq_checks import check_prom_weights, check_residual_adds_quantized  # noqa: E402
 
 from prom_tvm import qat  # noqa: E402
@@ -29,7 +29,7 @@ def _train_export_compare(model, tmp_path, steps=8, lr=3e-3, max_rel_error=0.02)
     x_new = torch.cat([x, _batch(seed=1)[0]])  # seen and unseen inputs
     with torch.no_grad():
         expect = qmodel(x_new).numpy()
-    got = run_onnxruntime(path, x_new.numpy())
+    got = run_exported(path, x_new.numpy())
     rel = np.linalg.norm(got - expect) / np.linalg.norm(expect)
     print(f"relative error {rel:.4f}, top-1 agreement {np.mean(got.argmax(1) == expect.argmax(1))}")
     assert rel < max_rel_error
