@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from prom_tvm import qat
 from prom_tvm.models.mobilenet_v2_torch import MobileNetV2
+from prom_tvm.reference import ExactReference
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -337,7 +338,7 @@ def run(args, folder, onnx_dir, train_data, x_test, y_test, argv) -> int:
         results[name] = {"train_seconds": round(seconds, 1), "epochs": epochs}
         models[name] = qmodel
 
-    preds = {}
+    preds, exact_preds = {}, {}
     for name, m in models.items():
         preds[name] = predict_torch(m, x_test, args.eval_batch, name, args.quiet)
         results[name]["torch_top1"] = top1(preds[name])
@@ -352,6 +353,14 @@ def run(args, folder, onnx_dir, train_data, x_test, y_test, argv) -> int:
                                        args.quiet)
         results[name]["onnxruntime_top1"] = top1(ort_pred)
         results[name]["onnxruntime_agreement"] = float((ort_pred == preds[name]).mean())
+        # the exported file's own numbers (prom_tvm.reference), beside onnxruntime's kernels,
+        # which saturate on CPUs without VNNI
+        exact_pred = predict_batched(ExactReference(path), x_np, args.eval_batch,
+                                     f"{name} exact reference", args.quiet)
+        exact_preds[name] = exact_pred
+        results[name]["exact_reference_top1"] = top1(exact_pred)
+        results[name]["exact_reference_agreement"] = float((exact_pred == preds[name]).mean())
+        results[name]["onnxruntime_agreement_with_exact"] = float((ort_pred == exact_pred).mean())
         results[name]["energy"] = energy_summary(path)
 
     status = 0
@@ -364,6 +373,8 @@ def run(args, folder, onnx_dir, train_data, x_test, y_test, argv) -> int:
             pred = compiled.pop("pred")
             compiled["top1"] = top1(pred)
             compiled["agreement_with_torch"] = float((pred == preds["prom"]).mean())
+            compiled["agreement_with_exact_reference"] = float(
+                (pred == exact_preds["prom"]).mean())
             compiled["top1_minus_torch_points"] = round(
                 100 * (compiled["top1"] - results["prom"]["torch_top1"]), 3)
         else:
@@ -401,12 +412,14 @@ def run(args, folder, onnx_dir, train_data, x_test, y_test, argv) -> int:
 
 
 def print_table(results: dict) -> None:
-    print(f"{'model':<6} {'torch top-1':>12} {'onnxruntime':>12} {'prom_tvm':>10} "
-          f"{'energy vs fp16':>15} {'storage vs fp16':>16}")
+    print(f"{'model':<6} {'torch top-1':>12} {'onnxruntime':>12} {'exact ref':>10} "
+          f"{'prom_tvm':>10} {'energy vs fp16':>15} {'storage vs fp16':>16}")
     for name in ("float", "int8", "prom"):
         r = results[name]
         compiled = r.get("prom_tvm", {}).get("top1")
+        exact = r.get("exact_reference_top1")
         print(f"{name:<6} {100 * r['torch_top1']:>11.2f}% {100 * r['onnxruntime_top1']:>11.2f}% "
+              f"{'' if exact is None else f'{100 * exact:.2f}%':>10} "
               f"{'' if compiled is None else f'{100 * compiled:.2f}%':>10} "
               f"{r['energy']['energy_ratio_vs_fp16']:>14.1f}x "
               f"{r['energy']['storage_ratio_vs_fp16']:>15.2f}x")

