@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import onnx
 import pytest
+import tvm
 
 import prom_tvm
 from prom_tvm.compiled_model import META_SUFFIX
@@ -131,7 +132,7 @@ def test_library_for_another_architecture_is_refused(exported, tmp_path, target)
     """The metadata says aarch64 (riscv64): refuse before dlopen, naming both machines."""
     from prom_tvm.targets import _host_triple, is_host_compatible
 
-    if is_host_compatible(tvm_target(target)):
+    if is_host_compatible(tvm.target.Target(target)):
         pytest.skip(f"this host ({_host_triple()}) can run {target}")
     path = _copy(exported, tmp_path)
     meta = json.loads(_meta(path).read_text())
@@ -143,8 +144,3 @@ def test_library_for_another_architecture_is_refused(exported, tmp_path, target)
     assert "m.so was compiled for" in msg and target["mtriple"] in msg
     assert "load it there" in msg
 
-
-def tvm_target(config):
-    import tvm
-
-    return tvm.target.Target(config)

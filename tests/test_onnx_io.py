@@ -7,10 +7,10 @@ import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from prom_tvm.models import tiny_float_cnn
-from prom_tvm.onnx_io import input_dtypes, input_shapes, load_onnx
+from prom_tvm.onnx_io import input_dtypes, input_shapes, load_onnx, unpack_subbyte_weights
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +219,78 @@ def test_shapes_property(dims, fill):
         wrong[static[0]] += 1
         with pytest.raises(ValueError, match="fixes it at"):
             input_shapes(m, {"x": tuple(wrong)})
+
+
+def test_input_shapes_must_be_a_mapping():
+    m = _relu_model(["batch", 3, 8, 8])
+    for wrong in ([(1, 3, 8, 8)], (1, 3, 8, 8)):
+        with pytest.raises(ValueError, match=r"must be a dict \{input name: shape\}") as info:
+            input_shapes(m, wrong)
+        assert "inputs: ['x']" in str(info.value)
+
+
+# -- sub-byte (INT4 / UINT4 / INT2 / UINT2) weights ---------------------------------------------
+
+
+def _dq_model(elem, values, zero, opset=25, consumer="DequantizeLinear"):
+    """y = DequantizeLinear(w, 0.5, zp) + x with a sub-byte weight w (consumer: which op reads
+    the zero point, to test refusals)."""
+    w = helper.make_tensor("w", elem, [len(values)], values)
+    zp = helper.make_tensor("zp", elem, [], [zero])
+    scale = numpy_helper.from_array(np.array(0.5, np.float32), "scale")
+    if consumer == "DequantizeLinear":
+        nodes = [helper.make_node("DequantizeLinear", ["w", "scale", "zp"], ["wf"], name="dq_w")]
+    else:  # a QuantizeLinear to 4 bits: widening its zero point would change its saturation
+        nodes = [helper.make_node("Constant", [], ["wf"], value=numpy_helper.from_array(
+                     np.zeros(len(values), np.float32))),
+                 helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["xq"], name="q_x"),
+                 helper.make_node("DequantizeLinear", ["xq", "scale", "zp"], ["xd"], name="dq_x")]
+    nodes.append(helper.make_node("Add", ["wf", "x"], ["y"], name="add"))
+    graph = helper.make_graph(
+        nodes, "subbyte", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [len(values)])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [len(values)])], [w, zp, scale])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                             ir_version=12)
+
+
+@pytest.mark.parametrize(
+    ("elem", "values", "zero", "wide"),
+    [
+        (TensorProto.INT4, [-8, -1, 0, 7], -3, np.int8),
+        (TensorProto.UINT4, [0, 1, 8, 15], 8, np.uint8),
+        (TensorProto.INT2, [-2, -1, 0, 1], 0, np.int8),
+        (TensorProto.UINT2, [0, 1, 2, 3], 2, np.uint8),
+    ],
+)
+def test_subbyte_weights_are_widened_with_the_same_values(elem, values, zero, wide):
+    from onnx.reference import ReferenceEvaluator
+
+    m = _dq_model(elem, values, zero)
+    onnx.checker.check_model(m, full_check=True)
+    out = unpack_subbyte_weights(m)
+    inits = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    assert inits["w"].dtype == wide and inits["zp"].dtype == wide
+    assert inits["w"].tolist() == values and int(inits["zp"]) == zero
+    onnx.checker.check_model(out, full_check=True)
+    x = np.arange(len(values), dtype=np.float32)
+    before = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(ReferenceEvaluator(out).run(None, {"x": x})[0], before)
+    assert m.graph.initializer[0].data_type == elem  # the caller's model is not modified
+
+
+def test_model_without_subbyte_tensors_is_returned_as_is(model):
+    assert unpack_subbyte_weights(model) is model
+
+
+def test_subbyte_activation_quantization_is_refused_by_name():
+    m = _dq_model(TensorProto.INT4, [1, 2], 0, opset=21, consumer="QuantizeLinear")
+    with pytest.raises(ValueError) as info:
+        unpack_subbyte_weights(m)
+    msg = str(info.value)
+    assert "'zp' (INT4)" in msg and "QuantizeLinear node 'q_x'" in msg and "int8/uint8" in msg
+
+
+def test_subbyte_graph_input_is_refused_by_name():
+    m = _relu_model([1, 4], name="packed", elem=TensorProto.INT4)
+    with pytest.raises(ValueError, match=r"input 'packed' is INT4"):
+        unpack_subbyte_weights(m)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tvm
@@ -14,6 +16,7 @@ from tvm.target import codegen as llvm_info
 from prom_tvm.targets import (
     CROSS_NUM_CORES,
     available_physical_cores,
+    check_buildable,
     is_host_compatible,
     parse_target,
     target_summary,
@@ -257,3 +260,60 @@ def test_any_unregistered_flag_is_rejected_by_name(name, value):
     with pytest.raises(ValueError) as info:
         parse_target(f"llvm -mcpu=cortex-a72 -{name}={value}")
     assert f"-{name}" in str(info.value)
+
+
+# -- what prom_tvm can build for ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["cuda -arch=sm_80", "nvptx -mcpu=sm_80", "rocm", "opencl", "vulkan", "metal",
+     "nvidia/nvidia-a100"],
+)
+def test_gpu_kinds_parse_but_are_not_buildable(text):
+    t = parse_target(text)  # translating them is fine; compiling for them is not (yet)
+    with pytest.raises(ValueError) as info:
+        check_buildable(t)
+    msg = str(info.value)
+    assert f"kind {t.kind.name!r}" in msg
+    assert "GPU targets are not supported yet" in msg and "llvm CPU targets" in msg
+    assert ("CUDA support is planned" in msg) == (t.kind.name in ("cuda", "nvptx"))
+
+
+def test_c_kind_is_not_buildable_and_says_why():
+    with pytest.raises(ValueError, match=r"kind 'c' is not supported.*LLVM intrinsics.*llvm CPU"):
+        check_buildable(parse_target("c"))
+
+
+def test_gpu_host_is_not_buildable():
+    with pytest.raises(ValueError, match=r"host kind 'cuda'"):
+        check_buildable(parse_target("llvm", host="cuda"))
+
+
+@pytest.mark.parametrize("text", [None, "llvm", "llvm -mcpu=cortex-a72", "llvm -mcpu=cortex-a7"])
+def test_llvm_kinds_are_buildable(text):
+    check_buildable(parse_target(text))  # raises if not
+
+
+@pytest.mark.parametrize(
+    ("config", "must_name"),
+    [
+        ({"kind": "llvm", "mcpu": 5}, "'mcpu' must be of type str"),
+        ({"kind": "llvm", "mtriple": None}, "'mtriple' must be of type str"),
+        ({"kind": "llvm", "num-cores": "4"}, "'num-cores' must be of type int"),
+        ({"kind": "llvm", "num-cores": True}, "'num-cores' must be of type int"),
+        ({"kind": "llvm", "mattr": "+neon"}, "'mattr' must be of type Array<str>"),
+        ({"kind": "llvm", "mattr": ["+neon", 3]}, "'mattr' must be of type Array<str>"),
+        ({"kind": "llvm", "fast-math": "yes"}, "'fast-math' must be of type bool"),
+        ({"kind": "cuda", "arch": 80}, "'arch' must be of type str"),
+        ({"mcpu": "cortex-a72"}, "has no 'kind'"),
+        ({"kind": 5}, "'kind' must be a string"),
+    ],
+)
+def test_dict_values_of_the_wrong_type_name_the_key(config, must_name):
+    with pytest.raises(ValueError) as info:
+        parse_target(config)
+    assert must_name in str(info.value)
+    # the JSON string form goes through the same check
+    with pytest.raises(ValueError):
+        parse_target(json.dumps(config))
