@@ -18,8 +18,6 @@ import tvm
 
 from . import onnx_io
 from .compiled_model import CompiledModel, LayerInfo
-from .frontend import import_onnx, layer_index
-from .passes.lower_quantized_ops import LowerQuantizedOps, weight_fingerprint
 from .passes.schedule_kernels import ScheduleKernels, ScheduleLeftovers
 from .targets import check_buildable, parse_target
 
@@ -44,14 +42,29 @@ def relax_pipeline(target: tvm.target.Target):
 
 
 def lower_to_integer(model: onnx.ModelProto, shapes, dtypes, options: dict | None = None):
-    """Phases 1-2: the Relax module with integer kernels, and one LayerInfo per layer."""
-    mod = import_onnx(model, shapes, dtypes)
+    """Phases 1-2: the Relax module with integer kernels, and one LayerInfo per layer.
+
+    A failure of TVM's importer or of a prom_tvm pass is a ValueError naming the ONNX node.
+    """
+    from .frontend import import_model, onnx_error
+    from .passes.integer_data_movement import IntegerDataMovement
+    from .passes.lower_quantized_ops import LayerLoweringError, LowerQuantizedOps
+
+    mod, table = import_model(model, shapes, dtypes)
     lowering = LowerQuantizedOps(options)
-    mod = lowering(mod)
-    names = layer_index(model)
+    try:
+        mod = lowering(IntegerDataMovement()(mod))
+    except LayerLoweringError as err:
+        node = table.of_weight(err.weight_const)
+        raise onnx_error(node, f"prom_tvm could not lower this layer: {err.cause}",
+                         "Please report it with the model; options={'ternary': False} or "
+                         "a float export avoids the integer kernels") from err
+    except Exception as err:  # a pass failed outside any one layer
+        raise ValueError(f"prom_tvm's integer lowering failed: {type(err).__name__}: {err}. "
+                         "Please report it with the model") from err
     layers = []
     for d in lowering.decisions:
-        node = names.get(weight_fingerprint(d.weight))
+        node = table.of_weight(d.weight_const)
         op = node.op_type if node else ("Conv" if d.op == "conv2d" else "MatMul")
         layers.append(LayerInfo(
             name=node.name if node else f"<{d.op}>", op=op, kernel=d.kernel,

@@ -14,7 +14,6 @@ Conv / Gemm / MatMul and why.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -31,11 +30,21 @@ from .ternary_detect import detect_ternary
 class LayerDecision:
     """What the compiler did with one Conv / Gemm / MatMul."""
 
-    weight: np.ndarray  # the stored weight constant, used to find the ONNX node's name
+    weight: np.ndarray  # the stored weight constant
     op: str  # "conv2d" | "dense"
     kernel: str  # "ternary-add" | "int8" | "float"
     weight_shape: tuple[int, ...]
     details: dict = field(default_factory=dict)
+    weight_const: relax.Constant | None = None  # its Relax constant: the key to the ONNX node
+
+
+class LayerLoweringError(Exception):
+    """A recovered layer whose integer kernel could not be emitted (names its weight)."""
+
+    def __init__(self, weight_const, cause: Exception):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.weight_const = weight_const
+        self.cause = f"{type(cause).__name__}: {cause}"
 
 
 def _requant(layer: QLinear | QAdd, scale: np.ndarray) -> Requant:
@@ -57,7 +66,7 @@ class _Lowering(relax.PyExprMutator):
         self.matcher = Matcher(self.lookup_binding)
         self.options = options
         self.decisions: list[LayerDecision] = []
-        self.float_reasons: dict[str, str] = {}  # weight fingerprint -> reason
+        self.float_reasons: dict = {}  # weight relax.Constant -> reason
         self.count = 0
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
@@ -66,7 +75,10 @@ class _Lowering(relax.PyExprMutator):
             return call
         layer, why = self.matcher.linear(call)
         if layer is not None:
-            return self._lower_linear(call, layer)
+            try:
+                return self._lower_linear(call, layer)
+            except Exception as err:  # re-raised naming the layer
+                raise LayerLoweringError(layer.weight_const, err) from err
         self._note_float(call, why)
         add, _ = self.matcher.residual_add(call)
         if add is not None and self.options.get("int8_add", True):
@@ -93,7 +105,8 @@ class _Lowering(relax.PyExprMutator):
             out = self._emit_int8(layer, details)
             kernel = "int8"
         self.decisions.append(LayerDecision(layer.raw_weight, layer.kind, kernel,
-                                            tuple(layer.weight.shape), details))
+                                            tuple(layer.weight.shape), details,
+                                            layer.weight_const))
         return out
 
     def _emit_ternary(self, layer: QLinear, tern, details: dict) -> relax.Expr:
@@ -192,33 +205,21 @@ class _Lowering(relax.PyExprMutator):
                 if is_op(a, "nn.conv2d") or is_op(a, "matmul"):
                     body = a
         if is_op(body, "nn.conv2d") or is_op(body, "matmul"):
-            w = self.matcher.value(body.args[1])
-            key = _weight_key(self.matcher, w)
+            key = _weight_constant(self.matcher, body.args[1])
             if key is not None and why:
-                self.float_reasons[key] = why
+                self.float_reasons.setdefault(key, why)
 
 
 class _Scratch:
     lo = hi = None
 
 
-def _weight_key(matcher: Matcher, w) -> str | None:
-    """Identity of the constant a weight expression is made of (through DQ / transpose)."""
-    raw = _raw_weight(matcher, w)
-    return None if raw is None else weight_fingerprint(raw)
-
-
-def weight_fingerprint(arr: np.ndarray) -> str:
-    """Content key of a weight tensor: how a layer is traced back to its ONNX node."""
-    arr = np.ascontiguousarray(arr)
-    return f"{arr.dtype}{arr.shape}" + hashlib.sha1(arr.tobytes()).hexdigest()
-
-
-def _raw_weight(matcher: Matcher, w) -> np.ndarray | None:
+def _weight_constant(matcher: Matcher, w) -> relax.Constant | None:
+    """The constant a weight expression is made of (through DQ / transpose / reshape)."""
     for _ in range(3):
         w = matcher.value(w)
         if isinstance(w, tvm.ir.Constant):
-            return w.value.numpy()
+            return w
         if is_op(w, "dequantize") or is_op(w, "permute_dims") or is_op(w, "reshape"):
             w = w.args[0]
         else:
@@ -245,13 +246,14 @@ class _FloatLayers(relax.PyExprVisitor):
         super().visit_call_(call)
         if not (is_op(call, "nn.conv2d") or is_op(call, "matmul")):
             return
-        raw = _raw_weight(self.matcher, call.args[1])
-        if raw is None:
+        const = _weight_constant(self.matcher, call.args[1])
+        if const is None:
             return  # activation x activation matmul: not a layer with weights
-        key = _weight_key(self.matcher, call.args[1])
-        why = self.reasons.get(key, "no QuantizeLinear/DequantizeLinear around this layer")
+        raw = const.value.numpy()
+        why = self.reasons.get(const, "no QuantizeLinear/DequantizeLinear around this layer")
         op = "conv2d" if is_op(call, "nn.conv2d") else "dense"
-        self.decisions.append(LayerDecision(raw, op, "float", tuple(raw.shape), {"reason": why}))
+        self.decisions.append(LayerDecision(raw, op, "float", tuple(raw.shape), {"reason": why},
+                                            const))
 
 
 @tvm.transform.module_pass(opt_level=0, name="prom_tvm.LowerQuantizedOps")

@@ -21,7 +21,7 @@ from tvm import relax
 
 _OPS = {name: tvm.ir.Op.get(f"relax.{name}") for name in (
     "quantize", "dequantize", "nn.conv2d", "matmul", "add", "nn.relu", "maximum", "minimum",
-    "reshape", "permute_dims",
+    "reshape", "permute_dims", "nn.pad",
 )}
 
 
@@ -62,7 +62,8 @@ class QLinear:
     weight_scale: np.ndarray
     bias: np.ndarray
     out: OutputQuant
-    raw_weight: np.ndarray  # the constant as stored, to name the layer
+    raw_weight: np.ndarray  # the constant as stored
+    weight_const: relax.Constant | None = None  # its Relax constant: names the layer
     strides: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     dilation: tuple[int, int] = (1, 1)
@@ -131,7 +132,7 @@ class Matcher:
         return QTensor(src, float(sx.reshape(())), int(zx.reshape(())), dtype), None
 
     def weight(self, expr, out_axis: int = 0) -> tuple[tuple | None, str | None]:
-        """(integer weight, per-output scale [Cout], raw) from a constant weight.
+        """(integer weight, per-output scale [Cout], raw, constant) from a constant weight.
 
         ``out_axis`` is the output-channel axis of the stored weight (1 for a MatMul (K, N)
         weight); the returned weight has output channels first.
@@ -151,7 +152,7 @@ class Matcher:
                 wq = np.moveaxis(wq, out_axis, 0)
             cout = wq.shape[0]
             scale = np.broadcast_to(ws.astype(np.float32).reshape(-1), (cout,)).copy()
-            return (wq.astype(np.int32), scale, wq), None
+            return (wq.astype(np.int32), scale, wq, self.value(w.args[0])), None
         c = const_value(w)
         if c is not None and np.issubdtype(c.dtype, np.floating):
             from .ternary_detect import detect_ternary
@@ -161,7 +162,7 @@ class Matcher:
             t = detect_ternary(c)
             if t is None:
                 return None, "float weights that are not ternary (no integer form)"
-            return (t.signs.astype(np.int32), t.magnitude.astype(np.float32), c), None
+            return (t.signs.astype(np.int32), t.magnitude.astype(np.float32), c, w), None
         return None, "weight is not a constant"
 
     def bias(self, expr, cout: int, acc_scale: np.ndarray) -> tuple[np.ndarray | None, str | None]:
@@ -242,7 +243,7 @@ class Matcher:
         wres, why = self.weight(w_expr, out_axis)
         if wres is None:
             return None, why
-        w_int, w_scale, raw = wres
+        w_int, w_scale, raw, const = wres
         acc_scale = (np.float32(x.scale) * w_scale).astype(np.float32)
         if bias_expr is None:
             bias = np.zeros(w_int.shape[0], np.int32)
@@ -250,7 +251,7 @@ class Matcher:
             bias, why = self.bias(bias_expr, w_int.shape[0], acc_scale)
             if bias is None:
                 return None, why
-        return (x, w_int, w_scale, raw, bias), None
+        return (x, w_int, w_scale, raw, const, bias), None
 
     def _conv(self, conv: relax.Call, bias_expr, out) -> tuple[QLinear | None, str | None]:
         a = conv.attrs
@@ -259,17 +260,39 @@ class Matcher:
         parts, why = self._common(conv.args[0], conv.args[1], bias_expr, out)
         if parts is None:
             return None, why
-        x, w_int, w_scale, raw, bias = parts
+        x, w_int, w_scale, raw, const, bias = parts
         if w_int.ndim != 4:
             return None, "conv weight is not 4-D"
         pad = [int(p) for p in a.padding]
         if len(pad) == 2:
             pad = pad * 2
+        x, pad = self._fold_zero_pad(x, pad, w_int.shape[2:])
         return QLinear(
             kind="conv2d", x=x, weight=w_int, weight_scale=w_scale, bias=bias, out=out,
-            raw_weight=raw, strides=tuple(int(s) for s in a.strides), padding=tuple(pad),
+            raw_weight=raw, weight_const=const, strides=tuple(int(s) for s in a.strides),
+            padding=tuple(pad),
             dilation=tuple(int(d) for d in a.dilation), groups=int(a.groups),
         ), None
+
+    def _fold_zero_pad(self, x: QTensor, pad: list[int], kernel) -> tuple[QTensor, list[int]]:
+        """An integer spatial Pad of the zero point before a conv becomes conv padding.
+
+        The int8 conv kernel pads with the zero point itself, so this is exact; a pad of
+        another value, or a 1x1 conv (which would lose the add-only kernel), keeps the
+        explicit integer Pad.
+        """
+        p = self.value(x.expr)
+        if not is_op(p, "nn.pad") or tuple(int(k) for k in kernel) == (1, 1):
+            return x, pad
+        a = p.attrs
+        width = [int(w) for w in a.pad_width]
+        if str(a.pad_mode) != "constant" or len(width) != 8 or any(width[:4]):
+            return x, pad
+        if float(a.pad_value) != float(x.zero_point):
+            return x, pad
+        top, bottom, left, right = width[4:]
+        new = [pad[0] + top, pad[1] + left, pad[2] + bottom, pad[3] + right]
+        return QTensor(p.args[0], x.scale, x.zero_point, x.dtype), new
 
     def _dense(self, mm: relax.Call, bias_expr, out) -> tuple[QLinear | None, str | None]:
         x_expr, w_expr = mm.args
@@ -282,14 +305,14 @@ class Matcher:
         parts, why = self._common(x_expr, w_expr, bias_expr, out, 0 if transposed else 1)
         if parts is None:
             return None, why
-        x, w_int, w_scale, raw, bias = parts
+        x, w_int, w_scale, raw, const, bias = parts
         if w_int.ndim != 2:
             return None, "MatMul weight is not 2-D"
         xshape = getattr(x.expr.ty, "shape", None)
         if xshape is None or len(xshape) != 2:
             return None, "dense input is not 2-D"
         return QLinear(kind="dense", x=x, weight=w_int, weight_scale=w_scale, bias=bias,
-                       out=out, raw_weight=raw), None
+                       out=out, raw_weight=raw, weight_const=const), None
 
     def residual_add(self, q: relax.Call) -> tuple[QAdd | None, str | None]:
         out, why = self.output_quant(q)
