@@ -220,12 +220,12 @@ def _read_metadata(path: Path, meta_path: Path) -> dict:
     missing = [k for k in ("target", "inputs", "outputs", "layers") if k not in meta]
     if missing:
         raise ValueError(f"{where} lacks {missing}; {_REBUILD}")
-    try:
-        for i in meta["inputs"]:
-            str(i["name"]), tuple(int(d) for d in i["shape"]), np.dtype(i["dtype"])
-        for d in meta["layers"]:
-            LayerInfo(**{**d, "weight_shape": tuple(d["weight_shape"])})
-        list(meta["outputs"])
+    try:  # parsed here so that a malformed entry is reported, not a KeyError later
+        meta["inputs"] = [(str(i["name"]), tuple(int(d) for d in i["shape"]), np.dtype(i["dtype"]))
+                          for i in meta["inputs"]]
+        meta["layers"] = [LayerInfo(**{**d, "weight_shape": tuple(d["weight_shape"])})
+                          for d in meta["layers"]]
+        meta["outputs"] = [str(o) for o in meta["outputs"]]
     except (TypeError, KeyError, ValueError) as err:
         raise ValueError(f"{where} has malformed inputs/outputs/layers ({type(err).__name__}: "
                          f"{err}); {_REBUILD}") from None
@@ -266,11 +266,10 @@ def load(path: str | os.PathLike) -> CompiledModel:
         first = str(err).strip().splitlines()[-1][:300] if str(err).strip() else ""
         raise ValueError(f"{path} is not a prom_tvm library (TVM could not load it as a Relax "
                          f"VM executable: {first}); {_REBUILD}") from None
-    layers = [LayerInfo(**{**d, "weight_shape": tuple(d["weight_shape"])}) for d in meta["layers"]]
     inputs = meta["inputs"]
     model = CompiledModel(
-        lib, target, [i["name"] for i in inputs], {i["name"]: i["shape"] for i in inputs},
-        {i["name"]: i["dtype"] for i in inputs}, meta["outputs"], layers,
+        lib, target, [n for n, _, _ in inputs], {n: shape for n, shape, _ in inputs},
+        {n: dtype for n, _, dtype in inputs}, meta["outputs"], meta["layers"],
         source=meta.get("source"),
     )
     model._vm = vm
