@@ -3,7 +3,8 @@
 ``prom_tvm.build`` accepts a ``ModelProto`` or a path; everything that can be wrong with the file
 (missing, a folder, not ONNX, truncated, invalid) becomes a ``ValueError`` that names the file and
 the problem, before TVM sees the model. Input shapes must be static to compile; dynamic dims need
-``input_shapes={"name": (...)}`` from the caller, and this module says so.
+``input_shapes={"name": (...)}`` from the caller, and this module says so. 4- and 2-bit weight
+initializers (opset 21/25), which TVM's importer cannot read, are widened to int8/uint8 here.
 """
 
 from __future__ import annotations
@@ -229,6 +230,14 @@ _SUBBYTE = {
 }
 
 
+# Low-precision float types TVM's importer cannot dequantize (a TypeError deep inside it).
+_FLOAT_LOWBIT = frozenset(
+    getattr(onnx.TensorProto, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+                                           "FLOAT8E5M2FNUZ", "FLOAT8E8M0", "FLOAT4E2M1")
+    if hasattr(onnx.TensorProto, n)
+)
+
+
 def _type_name(elem: int) -> str:
     return onnx.TensorProto.DataType.Name(elem)
 
@@ -241,7 +250,8 @@ def unpack_subbyte_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     kernels see ordinary 8-bit weights. Only tensors read by ``DequantizeLinear`` are widened:
     anywhere else (a ``QuantizeLinear`` zero point, a graph input) the 4-bit type changes what
     the graph computes (saturation range), so that is a ``ValueError`` naming the tensor and node.
-    Returns ``model`` itself when there is nothing to widen.
+    Float8/float4 weights are refused by name. Returns ``model`` itself when there is nothing
+    to widen.
     """
     for value in _graph_inputs(model):
         elem = value.type.tensor_type.elem_type
@@ -255,7 +265,17 @@ def unpack_subbyte_weights(model: onnx.ModelProto) -> onnx.ModelProto:
                                  f"{_type_name(a.i)} activations; prom_tvm supports 4/2-bit "
                                  "weights only (activations int8/uint8)")
     sub = {t.name: t for t in model.graph.initializer if t.data_type in _SUBBYTE}
+    low_float = {t.name: t.data_type for t in model.graph.initializer
+                 if t.data_type in _FLOAT_LOWBIT}
     for node in model.graph.node:
+        for name in node.input:
+            if name in low_float:
+                raise ValueError(
+                    f"initializer {name!r} ({_type_name(low_float[name])}) is read by "
+                    f"{node.op_type} node {node.name or '<unnamed>'!r}: prom_tvm reads int8/uint8 "
+                    "(and INT4/UINT4/INT2/UINT2) quantized weights, not float8/float4; "
+                    "quantize the weights to int8"
+                )
         if node.op_type == "Constant" and node.attribute and node.attribute[0].t.data_type in \
                 _SUBBYTE:
             raise ValueError(f"Constant {node.name or node.output[0]!r} is "

@@ -294,3 +294,18 @@ def test_subbyte_graph_input_is_refused_by_name():
     m = _relu_model([1, 4], name="packed", elem=TensorProto.INT4)
     with pytest.raises(ValueError, match=r"input 'packed' is INT4"):
         unpack_subbyte_weights(m)
+
+
+def test_float8_weights_are_refused_by_name():
+    """TVM's importer fails on them with a TypeError about the zero point's dtype."""
+    w = helper.make_tensor("w8", TensorProto.FLOAT8E4M3FN, [2], [1.0, -0.5])
+    zp = helper.make_tensor("zp8", TensorProto.FLOAT8E4M3FN, [], [0.0])
+    scale = numpy_helper.from_array(np.array(0.5, np.float32), "scale")
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["w8", "scale", "zp8"], ["y"], name="dq_f8")],
+        "f8", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [w, zp, scale])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    with pytest.raises(ValueError) as info:
+        unpack_subbyte_weights(m)
+    msg = str(info.value)
+    assert "'w8' (FLOAT8E4M3FN)" in msg and "DequantizeLinear node 'dq_f8'" in msg
