@@ -11,6 +11,8 @@ the op can run on ``x_q`` directly — exact, and 4x less memory traffic than fl
 * max_pool2d: DQ is monotone, so max commutes with it (padding: the dtype minimum);
 * nearest resize2d: selects;
 * concat: when every input has the output's (scale, zero point, dtype);
+* ReLU / max / min with a constant (a Clip that QDQKeepRemovableActivations keeps): Q is
+  monotone, so ``Q(max(DQ(x), c)) = max(x, Q(c))``;
 * pad, any mode: moves; a constant pad value ``v`` becomes the integer ``Q(v)``
   (``saturate(round_half_even(float32(v) / s) + z)``), exactly what Q would give on the
   padded border, whatever ``v`` is.
@@ -25,7 +27,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .qdq_match import Matcher, const_value
+from .qdq_match import Matcher
 
 _MOVES = {tvm.ir.Op.get(f"relax.{n}") for n in (
     "reshape", "permute_dims", "squeeze", "expand_dims", "strided_slice", "flatten",
@@ -36,6 +38,9 @@ _DEQUANTIZE = tvm.ir.Op.get("relax.dequantize")
 _PAD = tvm.ir.Op.get("relax.nn.pad")
 _RESIZE = tvm.ir.Op.get("relax.image.resize2d")
 _CONCAT = tvm.ir.Op.get("relax.concat")
+_CLAMPS = {tvm.ir.Op.get("relax.maximum"): relax.op.maximum,
+           tvm.ir.Op.get("relax.minimum"): relax.op.minimum}
+_RELU = tvm.ir.Op.get("relax.nn.relu")
 
 
 def _qparams(matcher: Matcher, scale, zero_point, dtype) -> tuple | None:
@@ -105,6 +110,8 @@ class _Rewriter(relax.PyExprMutator):
                                        float(value))
             # same op and attributes on the integer tensor; its type is inferred again
             return relax.Call(inner.op, [x_q, *inner.args[1:]], inner.attrs, inner.ty_args)
+        if inner.op in _CLAMPS or inner.op == _RELU:
+            return self._clamp(inner, out)
         if inner.op == _CONCAT:
             items = self.matcher.value(inner.args[0])
             if not isinstance(items, relax.Tuple):
@@ -116,14 +123,30 @@ class _Rewriter(relax.PyExprMutator):
         return None
 
 
-def pad_value_of(call: relax.Call) -> float | None:
-    """The constant pad value of an ``R.nn.pad`` (None for other modes / ops)."""
-    if not (isinstance(call, relax.Call) and call.op == _PAD):
-        return None
-    if str(call.attrs.pad_mode) != "constant":
-        return None
-    v = call.attrs.pad_value
-    return float(const_value(v).reshape(())) if isinstance(v, tvm.ir.Constant) else float(v)
+    def _clamp(self, inner: relax.Call, out, depth: int = 0) -> relax.Expr | None:
+        """Q is monotone and Q(DQ(x)) = x, so Q(max(DQ(x), c)) = max(x, Q(c)) (and min);
+        a chain of them (Clip = min(max(., lo), hi)) maps link by link."""
+        if inner.op == _RELU:
+            arg, c, fn = inner.args[0], 0.0, relax.op.maximum
+        elif inner.op in _CLAMPS:
+            a, b = inner.args
+            cb, ca = self.matcher.constant(b), self.matcher.constant(a)
+            if cb is not None and cb.size == 1:
+                arg, c = a, float(cb.reshape(()))
+            elif ca is not None and ca.size == 1:
+                arg, c = b, float(ca.reshape(()))
+            else:
+                return None
+            fn = _CLAMPS[inner.op]
+        else:
+            return None
+        x_q = self._int_source(arg, out)
+        if x_q is None and depth < 4:
+            nested = self.matcher.value(arg)
+            x_q = self._clamp(nested, out, depth + 1) if isinstance(nested, relax.Call) else None
+        if x_q is None:
+            return None
+        return fn(x_q, relax.const(quantize_scalar(c, *out), out[2]))
 
 
 @tvm.transform.module_pass(opt_level=0, name="prom_tvm.IntegerDataMovement")

@@ -250,10 +250,19 @@ class _FloatLayers(relax.PyExprVisitor):
         if const is None:
             return  # activation x activation matmul: not a layer with weights
         raw = const.value.numpy()
-        why = self.reasons.get(const, "no QuantizeLinear/DequantizeLinear around this layer")
+        why = self.reasons.get(const) or self._reason(call)
         op = "conv2d" if is_op(call, "nn.conv2d") else "dense"
         self.decisions.append(LayerDecision(raw, op, "float", tuple(raw.shape), {"reason": why},
                                             const))
+
+
+    def _reason(self, call) -> str:
+        """Why a layer no QuantizeLinear led the lowering to stays float."""
+        x, why = self.matcher.qtensor(call.args[0])
+        if x is None:
+            return why
+        return ("its output is not quantized: no QuantizeLinear right after it (only a bias, "
+                "ReLU or constant Clip may come in between)")
 
 
 @tvm.transform.module_pass(opt_level=0, name="prom_tvm.LowerQuantizedOps")
