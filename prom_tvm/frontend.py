@@ -266,7 +266,7 @@ def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
         if isinstance(err, _NodeError):
             raise onnx_error(node, err.what, err.todo) from None
         raise onnx_error(
-            node, f"TVM's ONNX importer failed: {type(err).__name__}: {err}",
+            node, f"TVM's ONNX importer failed: {type(err).__name__}: {str(err).rstrip('.')}",
             "Check the node's attributes and inputs (constant where TVM needs constants), "
             "or replace the op before exporting") from err
     except Exception as err:  # graph-level failure outside any converter
