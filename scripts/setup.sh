@@ -13,10 +13,16 @@ if [[ $dev == 1 ]]; then
     "$pip" install -q -e '.[dev,torch]'
     # torchvision is only used by tests (its wheel here is a CUDA build: keep torch's CPU wheel)
     "$pip" install -q --no-deps torchvision==0.28.0 || echo "note: torchvision unavailable; its tests will skip"
-    # Fashion-MNIST for the accuracy benchmark and its tiny test (Debian package, needs root)
-    if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
-        (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
-            || echo "note: dataset-fashion-mnist not installed; its tests will skip"
+    # Debian packages the tests use (needs root; their tests skip without them):
+    # Fashion-MNIST for the accuracy benchmark, qemu-user to run the AVX2 / x86-64 builds on
+    # emulated CPUs without AVX-512 (tests/test_emulated_cpus.py)
+    missing=()
+    for pkg in dataset-fashion-mnist qemu-user; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [[ ${#missing[@]} -gt 0 && $(id -u) == 0 ]]; then
+        (apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null) \
+            || echo "note: ${missing[*]} not installed; their tests will skip"
     fi
 else
     "$pip" install -q -e '.[demo]'
