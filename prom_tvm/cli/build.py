@@ -49,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default=None,
                     help='TVM target, e.g. "llvm -mcpu=cortex-a72" (default: this CPU)')
     ap.add_argument("-o", "--output", default=None, help="library to write (default: MODEL.so)")
-    ap.add_argument("--tuning-log", default=None, help="meta-schedule database directory")
     ap.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                     help="fix a dynamic input shape (repeatable)")
     ap.add_argument("--cc", default=None, help="C compiler / cross-compiler used to link")
@@ -60,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         out = output_path(args.model, args.output)
-        lib = build(args.model, args.target, tuning_log=args.tuning_log,
-                    input_shapes=parse_shapes(args.input_shape))
+        lib = build(args.model, args.target, input_shapes=parse_shapes(args.input_shape))
         lib.export_library(out, cc=args.cc)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
