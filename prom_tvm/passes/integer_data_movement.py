@@ -7,6 +7,7 @@ zero point, dtype) is the identity on the integers (``(x - z) * s`` is within on
 rounding of an integer multiple of ``s``, so ``round(. / s) + z`` gives ``x`` back), so
 the op can run on ``x_q`` directly — exact, and 4x less memory traffic than float:
 
+* Q(DQ(x)) itself (an ONNX Identity / Dropout imports as nothing): x;
 * reshape / permute_dims / squeeze / expand_dims / strided_slice / flatten: moves;
 * max_pool2d: DQ is monotone, so max commutes with it (padding: the dtype minimum);
 * nearest resize2d: selects;
@@ -93,6 +94,8 @@ class _Rewriter(relax.PyExprMutator):
         return src
 
     def _integer_op(self, inner: relax.Call, out) -> relax.Expr | None:
+        if inner.op == _DEQUANTIZE:  # Q(DQ(x)) itself: an Identity / Dropout between them
+            return self._int_source(inner, out)
         if inner.op in _MOVES or inner.op == _RESIZE or inner.op == _PAD:
             if not inner.args:
                 return None

@@ -60,11 +60,24 @@ def _reshape_like(op):
     elif op == "Reshape":
         y = g.node("Reshape", [x, g.const([1, 4, 64], "int64")])
         shape, name = (1, 4, 64), "reshape"
+    elif op == "Slice":
+        starts, ends = g.const([1, 2], "int64"), g.const([3, 8], "int64")
+        y = g.node("Slice", [x, starts, ends, g.const([1, 3], "int64"), g.const([1, 2], "int64")])
+        shape, name = (1, 2, 8, 3), "strided_slice"
+    elif op == "Unsqueeze":
+        y = g.node("Unsqueeze", [x, g.const([0], "int64")])
+        shape, name = (1, 1, 4, 8, 8), "expand_dims"
     else:  # Squeeze of a pooled tensor
         x = g.q_dq(g.node("MaxPool", [x], kernel_shape=[8, 8]), S, Z)
         y, shape, name = g.node("Squeeze", [x, g.const([2, 3], "int64")]), (1, 4), "squeeze"
     g.q_dq(y, S, Z)
     return g.model(shape), name
+
+
+def _identity():
+    g, x = _graph()
+    g.q_dq(g.node("Identity", [x]), S, Z)
+    return g.model((1, 4, 8, 8)), "dequantize"
 
 
 INTEGER = {
@@ -81,6 +94,9 @@ INTEGER = {
     "transpose": lambda: _reshape_like("Transpose"),
     "reshape": lambda: _reshape_like("Reshape"),
     "squeeze": lambda: _reshape_like("Squeeze"),
+    "slice": lambda: _reshape_like("Slice"),
+    "unsqueeze": lambda: _reshape_like("Unsqueeze"),
+    "identity": _identity,
 }
 
 
@@ -88,8 +104,11 @@ INTEGER = {
 def test_data_movement_is_integer_and_exact(case):
     model, op = INTEGER[case]()
     mod, _ = lowered(model)
-    dtypes = op_dtypes(mod, op)
-    assert dtypes and set(dtypes) == {"uint8"}, (case, dtypes)
+    if op == "dequantize":  # Q(DQ(x)) is x: only the graph output's DQ is left
+        assert len(op_dtypes(mod, "dequantize")) == 1 and len(op_dtypes(mod, "quantize")) == 1
+    else:
+        dtypes = op_dtypes(mod, op)
+        assert dtypes and set(dtypes) == {"uint8"}, (case, dtypes)
     assert worst_agreement(model) == (0, True)
 
 
