@@ -24,7 +24,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .passes.onnx_normalize import LAYER_OPS, normalize, opset_of
+from .passes.onnx_normalize import (
+    LAYER_OPS,
+    fold_constants,
+    name_nodes,
+    opset_of,
+    unshare_layer_weights,
+)
 
 
 @dataclass(frozen=True)
@@ -249,10 +255,11 @@ def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
                  dtypes: dict[str, str]):
     """(Relax IRModule with weights bound as constants, LayerTable)."""
     check_supported(model)
-    named = normalize(model)
+    named = name_nodes(model)
     table = LayerTable()
-    for i, (orig, node) in enumerate(zip(model.graph.node, _named_nodes(model), strict=True)):
-        table.nodes[node] = OnnxLayer(orig.name or node, orig.op_type, i)
+    for i, (orig, node) in enumerate(zip(model.graph.node, named.graph.node, strict=True)):
+        table.nodes[node.name] = OnnxLayer(orig.name or node.name, orig.op_type, i)
+    named = unshare_layer_weights(fold_constants(named))
     importer = _importer_class()(
         {k: list(v) for k, v in shapes.items()}, dtypes, keep_params_in_input=False,
         sanitize=True, table=table)
@@ -273,12 +280,6 @@ def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
         raise ValueError(f"TVM's ONNX importer failed on this model: {type(err).__name__}: "
                          f"{err}") from err
     return mod, table
-
-
-def _named_nodes(model: onnx.ModelProto) -> list[str]:
-    from .passes.onnx_normalize import name_nodes
-
-    return [n.name for n in name_nodes(model).graph.node]
 
 
 def import_onnx(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]],
