@@ -24,6 +24,7 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
+from model_harness import X86_TARGETS
 from passes.qdq_graphs import op_dtypes
 
 import prom_tvm
@@ -35,18 +36,6 @@ from prom_tvm.reference import ExactReference, agreement
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 nn, F = torch.nn, torch.nn.functional
-
-
-@pytest.fixture(scope="module")
-def torchvision():
-    """torchvision, importable once its two C++ op schemas exist (absent in this environment)."""
-    for op in ("nms", "qnms"):
-        try:
-            torch.library.define(
-                f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        except RuntimeError:
-            pass  # already defined by another test module
-    return pytest.importorskip("torchvision")
 
 
 def export_qdq(module, size: int) -> onnx.ModelProto:
@@ -122,8 +111,9 @@ def test_wrapped_ops_every_quantized_tensor_within_two_lsb(ops_model):
     assert all(worst[n] == 0 for n in names[:first_conv + 1])  # input, zero Pad, c1: exact
 
 
-def test_wrapped_ops_kernels_and_integer_data_movement(ops_model):
-    lib = prom_tvm.build(ops_model)
+@pytest.mark.parametrize("target", X86_TARGETS)
+def test_wrapped_ops_kernels_and_integer_data_movement(ops_model, target):
+    lib = prom_tvm.build(ops_model, X86_TARGETS[target])
     rows = {r["name"]: r for r in lib.summary()}
     assert Counter(r["kernel"] for r in rows.values()) == {"int8": 7}
     assert rows["/c1/Conv"]["padding"] == (0, 0, 1, 1)  # the zero Pad folded into the conv
@@ -143,11 +133,17 @@ def test_wrapped_ops_kernels_and_integer_data_movement(ops_model):
     assert op_dtypes(mod, "nn.avg_pool2d") == ["float32", "float32"]
 
 
-@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "efficientnet_b0"])
-def test_torchvision_qdq_models_compile_integer_and_match(torchvision, arch):
+@pytest.fixture(scope="module", params=["mobilenet_v3_small", "efficientnet_b0"])
+def torchvision_qdq(request, torchvision):
     torch.manual_seed(0)
-    model = export_qdq(getattr(torchvision.models, arch)(weights=None, num_classes=10), 64)
-    lib = prom_tvm.build(model)
+    arch = getattr(torchvision.models, request.param)
+    return export_qdq(arch(weights=None, num_classes=10), 64)
+
+
+@pytest.mark.parametrize("target", X86_TARGETS)
+def test_torchvision_qdq_models_compile_integer_and_match(torchvision_qdq, target):
+    model = torchvision_qdq
+    lib = prom_tvm.build(model, X86_TARGETS[target])
     kernels = Counter((r["op"], r["kernel"]) for r in lib.summary())
     assert set(kernels) == {("Conv", "int8"), ("Gemm", "int8")}, kernels
     ref, step = ExactReference(model), onnx_io.output_step(model)
