@@ -67,9 +67,9 @@ def depthwise_row_intrin(lanes: int, stride: int, dilation: int, taps: int,
 
     The description matches the ``conv`` block of ``int8_conv2d_compute`` after its output
     column and kernel-column loops are split out: uint8 input, int8 weight, int32 sum of
-    int16 products. With ``weights_padded`` the weight row is known to continue with zero
-    bytes up to four (a repacked copy), so the kernel loads it as one int32 instead of
-    assembling it byte by byte.
+    products of the widened operands. With ``weights_padded`` the weight row is known to
+    continue with zero bytes up to four (a repacked copy), so the kernel loads it as one
+    int32 instead of assembling it byte by byte.
     """
     packed = "_packed" if weights_padded else ""
     name = f"prom_tvm.x86.dw_row_l{lanes}_s{stride}_d{dilation}_k{taps}_{scope}{packed}"
@@ -96,9 +96,8 @@ def depthwise_row_intrin(lanes: int, stride: int, dilation: int, taps: int,
             for j, k in T.grid(lanes, taps):
                 with T.sblock("update"):
                     vj, vk = T.axis.remap("SR", [j, k])
-                    c[vj] = c[vj] + T.Cast(
-                        "int32",
-                        T.Cast("int16", a[vj * stride + vk * dilation]) * T.Cast("int16", b[vk]))
+                    c[vj] = c[vj] + (T.Cast("int32", a[vj * stride + vk * dilation])
+                                     * T.Cast("int32", b[vk]))
 
     @T.prim_func(s_tir=True)
     def impl(
@@ -149,8 +148,8 @@ def dot_intrin(lanes: int = 16) -> str:
             for j, k in T.grid(lanes, 4):
                 with T.sblock("update"):
                     vj, vk = T.axis.remap("SR", [j, k])
-                    c[vj] = c[vj] + T.Cast(
-                        "int32", T.Cast("int16", a[vj * 4 + vk]) * T.Cast("int16", b[vj * 4 + vk]))
+                    c[vj] = c[vj] + (T.Cast("int32", a[vj * 4 + vk])
+                                     * T.Cast("int32", b[vj * 4 + vk]))
 
     @T.prim_func(s_tir=True)
     def impl(
@@ -194,8 +193,7 @@ def channel_dot_intrin(lanes: int = 16, weight_rank: int = 1) -> str:
             for j, k in T.grid(lanes, 4):
                 with T.sblock("update"):
                     vj, vk = T.axis.remap("SR", [j, k])
-                    c[vj] = c[vj] + T.Cast(
-                        "int32", T.Cast("int16", a[vj, vk]) * T.Cast("int16", b[vk]))
+                    c[vj] = c[vj] + T.Cast("int32", a[vj, vk]) * T.Cast("int32", b[vk])
 
     @T.prim_func(s_tir=True)
     def desc_w3(
@@ -209,8 +207,7 @@ def channel_dot_intrin(lanes: int = 16, weight_rank: int = 1) -> str:
             for j, k in T.grid(lanes, 4):
                 with T.sblock("update"):
                     vj, vk = T.axis.remap("SR", [j, k])
-                    c[vj] = c[vj] + T.Cast(
-                        "int32", T.Cast("int16", a[vj, vk]) * T.Cast("int16", b[vk, 0, 0]))
+                    c[vj] = c[vj] + T.Cast("int32", a[vj, vk]) * T.Cast("int32", b[vk, 0, 0])
 
     def body(a, b, c):
         weights = tirx.call_intrin("int32", "tirx.reinterpret",
