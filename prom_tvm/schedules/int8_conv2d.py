@@ -17,12 +17,20 @@ from __future__ import annotations
 import numpy as np
 from tvm import s_tir, te, tirx
 
-from prom_tvm.schedules.cpu_default import loop_extent, vector_lanes, vectorize_loop
+from prom_tvm.schedules.cpu_default import (
+    loop_extent,
+    vector_bits,
+    vector_lanes,
+    vectorize_loop,
+)
 from prom_tvm.schedules.int8_x86_intrin import (
     channel_dot_intrin,
     depthwise_row_fits,
     depthwise_row_intrin,
+    has_avx2,
     has_vnni_vbmi,
+    pmaddwd_row_fits,
+    pmaddwd_row_intrin,
 )
 from prom_tvm.schedules.requant import Requant, requant_expr, requant_np
 from prom_tvm.schedules.requant_rows import requant_attrs, tensorize_requant_row
@@ -259,6 +267,8 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
         candidates.append(lambda s: _schedule_vnni_channels(s, target))
     if _vnni_row_lanes(sch, conv, target):
         candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
+    elif _pmaddwd_row_intrin(sch, conv, target):
+        candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
     for schedule in candidates:
         # a specialized kernel that cannot handle some corner case falls back to the next
         try:
@@ -348,16 +358,39 @@ def _vnni_row_lanes(sch: s_tir.Schedule, conv, target) -> int:
     return 0
 
 
+def _pmaddwd_row_intrin(sch: s_tir.Schedule, conv, target) -> str | None:
+    """The AVX2 row intrinsic (two taps per exact ``vpmaddwd``) for this conv on an AVX2 CPU
+    (Haswell to Skylake, Zen 1-3), or None (AVX-512 CPUs, which keep 16-lane vectors;
+    stride > 2, dilation, 1 or > 4 taps, width not a multiple of 8, ...)."""
+    if has_vnni_vbmi(target) or not has_avx2(target) or vector_bits(target) != 256:
+        return None
+    block = sch.get(conv)
+    x_dtype = block.reads[0].source.dtype
+    if x_dtype not in ("uint8", "int8") or block.reads[1].source.dtype != "int8":
+        return None
+    stride = int(block.annotations["prom_tvm.strides"][1])
+    dilation = int(block.annotations["prom_tvm.dilation"][1])
+    *_, ow, _, _, rx = sch.get_loops(conv)
+    kw = loop_extent(sch, rx)
+    if loop_extent(sch, ow) % 8 or not pmaddwd_row_fits(stride, dilation, kw):
+        return None
+    return pmaddwd_row_intrin(stride, kw, x_dtype)
+
+
 def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.Schedule:
     """Each (output channel, output row, kernel row) step is one call of the row intrinsic;
     its input load and permutation do not depend on the output channel, so LLVM shares them
-    across the unrolled channel and row tile."""
+    across the unrolled channel and row tile. On AVX2 without VNNI the same loop nest runs
+    the ``vpmaddwd`` row intrinsic (8 columns a call)."""
     conv = sch.get_sblock("conv")
     req = sch.get_sblock("requant")
-    lanes = _vnni_row_lanes(sch, conv, target)
     annotations = sch.get(conv).annotations
     stride = int(annotations["prom_tvm.strides"][1])
     dilation = int(annotations["prom_tvm.dilation"][1])
+    lanes = _vnni_row_lanes(sch, conv, target)
+    intrin = None
+    if not lanes:
+        intrin, lanes = _pmaddwd_row_intrin(sch, conv, target), 8
     phase = _maybe_block(sch, "phase")
     if phase is not None:
         # vpermb does the column stride itself: read the padded rows directly
@@ -381,7 +414,8 @@ def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.S
     sch.unroll(ci)
     sch.unroll(ohi)
     _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk)
-    sch.tensorize(owi, depthwise_row_intrin(lanes, stride, dilation, kw, weights_padded=True))
+    sch.tensorize(owi, intrin or depthwise_row_intrin(lanes, stride, dilation, kw,
+                                                      weights_padded=True))
     return sch
 
 

@@ -248,3 +248,107 @@ def channel_dot_intrin(lanes: int = 16, weight_rank: int = 1) -> str:
     else:
         TensorIntrin.register(name, desc_w3, impl_w3)
     return name
+
+
+def has_avx2(target) -> bool:
+    from tvm.target.codegen import target_has_features
+
+    t = as_target(target)
+    if t.kind.name != "llvm":
+        return False
+    try:
+        return target_has_features("avx2", t)
+    except (RuntimeError, ValueError):
+        return False
+
+
+def pmaddwd_row_fits(stride: int, dilation: int, taps: int) -> bool:
+    """Whether :func:`pmaddwd_row_intrin` covers this kernel row."""
+    return stride in (1, 2) and dilation == 1 and 2 <= taps <= 4
+
+
+def pmaddwd_row_intrin(stride: int, taps: int, x_dtype: str = "uint8") -> str:
+    """Register (once) and return the name of the AVX2 row intrinsic: the description of
+    :func:`depthwise_row_intrin` (8 output columns, one kernel row of ``taps`` weights,
+    repacked to four zero-padded bytes), computed two taps per ``vpmaddwd``.
+
+    ``vpmaddwd`` multiplies int16 pairs and adds each pair into an int32 lane, exactly (the
+    saturating ``vpmaddubsw`` is never used). The pair vector of taps (k, k + 1) holds
+    ``(a[j * stride + k], a[j * stride + k + 1])`` in lane j: with stride 2 that is the
+    input row itself (one 16-byte load, widened); with stride 1 it interleaves two loads
+    one byte apart. A lone last tap is paired with the row's zero fourth weight (stride 2:
+    the pair (k - 1, k) with weights (0, w[k]), inside the span) or widened to int32 lanes
+    (stride 1: (a, 0) pairs). Three taps then take 2 multiplies per 8 columns instead of 3;
+    the loads and pair vectors do not depend on the output channel or weights, so LLVM
+    shares them across the unrolled channel / row tile.
+    """
+    name = f"prom_tvm.x86.pmaddwd_row_s{stride}_k{taps}_{x_dtype}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    if not pmaddwd_row_fits(stride, 1, taps):
+        raise ValueError(f"no pmaddwd row intrinsic for stride={stride}, taps={taps}")
+    lanes = 8
+    span = (lanes - 1) * stride + taps
+    wide = "int16x16"
+
+    def pair_weights(w4, k0: int, k1: int):
+        # (w[k0], w[k1]) repeated in every int32 lane (w4: the four int16 weights); it does
+        # not depend on the column, so LLVM hoists it out of the column loop
+        word = tirx.call_intrin("int32", "tirx.reinterpret", tirx.Shuffle([w4], [k0, k1]))
+        return tirx.call_intrin(wide, "tirx.reinterpret", tirx.Broadcast(word, lanes))
+
+    def pair_inputs(a, k: int):
+        if stride == 2:
+            return tirx.Cast(wide, a.vload([k], f"{x_dtype}x16"))
+        lo, hi = a.vload([k], f"{x_dtype}x8"), a.vload([k + 1], f"{x_dtype}x8")
+        inter = [v for j in range(lanes) for v in (j, lanes + j)]
+        return tirx.Cast(wide, tirx.Shuffle([lo, hi], inter))
+
+    def dot(x, w):
+        return tirx.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", x, w)
+
+    def body(a, b, c):
+        w4 = tirx.Cast("int16x4", b.vload([0], "int8x4"))
+        acc = c.vload([0], "int32x8")
+        for k in range(0, taps - 1, 2):
+            acc = acc + dot(pair_inputs(a, k), pair_weights(w4, k, k + 1))
+        if taps % 2:
+            k = taps - 1
+            if stride == 2:  # (a[2j + k - 1], a[2j + k]) with weights (0, w[k])
+                x, w = pair_inputs(a, k - 1), pair_weights(w4, 3, k)
+            else:  # (a[j + k], 0) with weights (w[k], 0)
+                x = tirx.call_intrin(wide, "tirx.reinterpret",
+                                     tirx.Cast("int32x8", a.vload([k], f"{x_dtype}x8")))
+                w = pair_weights(w4, k, 3)
+            acc = acc + dot(x, w)
+        return acc
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        a: T.Buffer((span,), x_dtype, offset_factor=1),
+        b: T.Buffer((taps,), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:span], b[0:taps])
+            T.writes(c[0:lanes])
+            for j, k in T.grid(lanes, taps):
+                with T.sblock("update"):
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    c[vj] = c[vj] + (T.Cast("int32", a[vj * stride + vk])
+                                     * T.Cast("int32", b[vk]))
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        a: T.Buffer((span,), x_dtype, offset_factor=1),
+        b: T.Buffer((taps,), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:span], b[0:taps])
+            T.writes(c[0:lanes])
+            value = T.meta_var(body(a, b, c))
+            c[T.ramp(T.int32(0), 1, lanes)] = value
+
+    TensorIntrin.register(name, desc, impl)
+    return name

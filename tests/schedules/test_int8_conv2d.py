@@ -21,7 +21,7 @@ from prom_tvm.schedules.int8_conv2d import (
     int8_conv2d_ref,
     schedule_int8_conv2d,
 )
-from prom_tvm.schedules.int8_x86_intrin import has_vnni_vbmi
+from prom_tvm.schedules.int8_x86_intrin import has_avx2, has_vnni_vbmi
 from prom_tvm.schedules.requant import QRANGE, Requant
 
 
@@ -129,6 +129,47 @@ def test_scheduled_conv_matches_reference(case):
 def test_generic_schedule_matches_reference(case):
     """The schedule used where VNNI/VBMI is missing (every conv on such CPUs)."""
     _check(case, _portable_target())
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_avx2_schedule_matches_reference(case):
+    """AVX2 without VNNI (``haswell``): 3x3 / 2- to 4-tap rows with stride 1 or 2 take the
+    ``vpmaddwd`` row kernel, the rest the generic one."""
+    _check(case, _avx2_target())
+
+
+def _avx2_target():
+    if not has_avx2(host_target()):
+        pytest.skip("host CPU cannot run AVX2 code")
+    return tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
+
+
+@pytest.mark.parametrize(("groups", "cin", "stride"), [(8, 8, 1), (8, 8, 2), (1, 3, 2)])
+def test_avx2_schedule_uses_exact_vpmaddwd(groups, cin, stride):
+    """Two taps per vpmaddwd (int16 pairs into int32, exact); never the saturating
+    vpmaddubsw (u8 x s8 pairs summed in int16: onnxruntime's bug on these CPUs)."""
+    case = _vector_case(groups, cin, 3) | {"strides": (stride, stride)}
+    placeholders, y, *_ = _layer(case)
+    target = _avx2_target()
+    asm = _build(placeholders, y, target).mod.inspect_source("asm")
+    assert re.search(r"vpmaddwd\t[^\n]*%ymm", asm), "taps are not multiplied in 256-bit pairs"
+    assert "vpmaddubsw" not in asm
+
+
+AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72", "num-cores": 4}
+
+
+@pytest.mark.parametrize(("groups", "cin", "stride"), [(8, 8, 1), (8, 8, 2), (1, 3, 2)])
+def test_aarch64_build_is_widening_neon(groups, cin, stride):
+    """AArch64 (not run here): the generic schedule compiles to 128-bit NEON, input bytes
+    widened (ushll) and multiplied-accumulated into int32 lanes (mla .4s), no saturation."""
+    case = _vector_case(groups, cin, 3) | {"strides": (stride, stride)}
+    placeholders, y, *_ = _layer(case)
+    asm = _build(placeholders, y, tvm.target.Target(AARCH64)).mod.inspect_source("asm")
+    assert re.search(r"\bmla\tv\d+\.4s", asm), "no int32 vector multiply-accumulate"
+    assert re.search(r"\bushll2?\tv\d+\.", asm), "input bytes are not widened in vectors"
+    assert not re.search(r"\t[su]q[a-z0-9]+\t", asm), "saturating arithmetic"
 
 
 MOBILENET_V2 = [
