@@ -11,8 +11,13 @@ import numpy as np
 import tvm_ffi
 from tvm import s_tir, te, tirx
 
-from prom_tvm.schedules.cpu_default import loop_extent, vector_lanes, vectorize_loop
-from prom_tvm.schedules.int8_x86_intrin import dot_intrin, has_vnni_vbmi
+from prom_tvm.schedules.cpu_default import loop_extent, vector_bits, vector_lanes, vectorize_loop
+from prom_tvm.schedules.int8_x86_intrin import (
+    dot_intrin,
+    has_avx2,
+    has_vnni_vbmi,
+    pmaddwd_dot_intrin,
+)
 from prom_tvm.schedules.requant import Requant, requant_expr, requant_np
 
 DENSE_RULE = "prom_tvm.int8_dense"
@@ -138,6 +143,14 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
             pass  # fall back to the generic kernel below
         else:
             return _schedule_vnni(sch)
+    avx2 = has_avx2(target) and vector_bits(target) == 256
+    if n_major and kk % 16 == 0 and avx2 and x_dtype in ("uint8", "int8"):
+        try:
+            _schedule_vnni(sch.copy(), pmaddwd_dot_intrin(x_dtype))
+        except (RuntimeError, ValueError):
+            pass
+        else:
+            return _schedule_vnni(sch, pmaddwd_dot_intrin(x_dtype))
     if n_major and kk % lanes == 0:
         ko, ki = sch.split(k, [None, lanes])
         jo, ji = sch.split(j, [None, _divisor(n, 4)])
@@ -179,15 +192,16 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     return sch
 
 
-def _schedule_vnni(sch: s_tir.Schedule) -> s_tir.Schedule:
+def _schedule_vnni(sch: s_tir.Schedule, intrin: str | None = None) -> s_tir.Schedule:
     """(N, K) weights on AVX-512 VNNI: 16 int32 partial sums per output, each ``vpdpbusd``
     adding 64 products of a contiguous activation and weight slice; four outputs share each
-    activation load; the 16 lanes are summed at the end."""
+    activation load; the 16 lanes are summed at the end. With ``intrin`` (AVX2's
+    :func:`pmaddwd_dot_intrin`) the same nest has 8 partial sums of 16 products each."""
     dense = sch.get_sblock("dense")
     req = sch.get_sblock("requant")
     i, j, k = sch.get_loops(dense)
     n = loop_extent(sch, j)
-    ko, kj, kk = sch.split(k, [None, 16, 4])
+    ko, kj, kk = sch.split(k, [None, 8, 2] if intrin else [None, 16, 4])
     jo, ji = sch.split(j, [None, _divisor(n, 4)])
     sch.reorder(jo, i, ko, ji, kj, kk)
     sch.parallel(jo)
@@ -197,7 +211,7 @@ def _schedule_vnni(sch: s_tir.Schedule) -> s_tir.Schedule:
     init = sch.decompose_reduction(rf, sch.get_loops(rf)[-4])
     sch.vectorize(sch.get_loops(init)[-1])
     sch.reverse_compute_at(req, jo)
-    sch.tensorize(rf_kj, dot_intrin(16))
+    sch.tensorize(rf_kj, intrin or dot_intrin(16))
     return sch
 
 

@@ -352,3 +352,44 @@ def pmaddwd_row_intrin(stride: int, taps: int, x_dtype: str = "uint8") -> str:
 
     TensorIntrin.register(name, desc, impl)
     return name
+
+
+def pmaddwd_dot_intrin(x_dtype: str = "uint8") -> str:
+    """Register (once) and return the name of ``C[j] += sum_k A[2j + k] * B[2j + k]`` for 8
+    int32 partial sums (k < 2): 16 contiguous activations and weights widened to int16, one
+    exact ``vpmaddwd`` (the AVX2 analogue of :func:`dot_intrin`)."""
+    name = f"prom_tvm.x86.pmaddwd_dot_{x_dtype}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        a: T.Buffer((16,), x_dtype, offset_factor=1),
+        b: T.Buffer((16,), "int8", offset_factor=1),
+        c: T.Buffer((8,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:8], a[0:16], b[0:16])
+            T.writes(c[0:8])
+            for j, k in T.grid(8, 2):
+                with T.sblock("update"):
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    c[vj] = c[vj] + (T.Cast("int32", a[vj * 2 + vk])
+                                     * T.Cast("int32", b[vj * 2 + vk]))
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        a: T.Buffer((16,), x_dtype, offset_factor=1),
+        b: T.Buffer((16,), "int8", offset_factor=1),
+        c: T.Buffer((8,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:8], a[0:16], b[0:16])
+            T.writes(c[0:8])
+            c[T.ramp(T.int32(0), 1, 8)] = c.vload([0], "int32x8") + T.call_llvm_pure_intrin(
+                "int32x8", "llvm.x86.avx2.pmadd.wd",
+                T.Cast("int16x16", a.vload([0], f"{x_dtype}x16")),
+                T.Cast("int16x16", b.vload([0], "int8x16")))
+
+    TensorIntrin.register(name, desc, impl)
+    return name

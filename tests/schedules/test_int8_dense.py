@@ -15,7 +15,7 @@ from tvm import s_tir, te
 
 from prom_tvm.schedules.cpu_default import vector_bits
 from prom_tvm.schedules.int8_dense import int8_dense_compute, int8_dense_ref, schedule_int8_dense
-from prom_tvm.schedules.int8_x86_intrin import has_vnni_vbmi
+from prom_tvm.schedules.int8_x86_intrin import has_avx2, has_vnni_vbmi
 from prom_tvm.schedules.requant import QRANGE, Requant
 
 
@@ -102,6 +102,39 @@ def test_generic_schedule_emits_full_width_vectors(transpose_w):
     lib, _, _ = _build(1, 64, 256, transpose_w, "uint8", "uint8", 0, target=target)
     ir = lib.mod.inspect_source("ll")
     assert re.search(rf"add (nsw )?<{bits // 32} x i32>", ir), "accumulation is not vectorized"
+
+
+def _avx2_target():
+    if not has_avx2(host_target()):
+        pytest.skip("host CPU cannot run AVX2 code")
+    return tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    m=st.integers(1, 3), n=st.integers(1, 40), k=st.sampled_from([16, 48, 64, 100, 1280]),
+    transpose_w=st.booleans(), x_dtype=st.sampled_from(["uint8", "int8"]),
+    seed=st.integers(0, 2**31),
+)
+def test_avx2_dense_matches_reference(m, n, k, transpose_w, x_dtype, seed):
+    """haswell: (N, K) weights with K a multiple of 16 take the vpmaddwd kernel."""
+    _check(m, n, k, transpose_w, x_dtype, "uint8", seed, target=_avx2_target())
+
+
+def test_avx2_dense_uses_exact_vpmaddwd():
+    lib, _, _ = _build(1, 64, 256, True, "uint8", "uint8", 0, target=_avx2_target())
+    asm = lib.mod.inspect_source("asm")
+    assert re.search(r"vpmaddwd\t[^\n]*%ymm", asm)
+    assert "vpmaddubsw" not in asm  # saturating u8 x s8 pair sums: never
+
+
+def test_aarch64_dense_builds_widening_neon():
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu",
+                                "mcpu": "cortex-a72", "num-cores": 4})
+    lib, _, _ = _build(1, 64, 256, True, "uint8", "uint8", 0, target=target)
+    asm = lib.mod.inspect_source("asm")
+    assert re.search(r"\b(mla|smlal2?|umlal2?)\tv\d+\.4s", asm), "no int32 multiply-accumulate"
+    assert not re.search(r"\t[su]q[a-z0-9]+\t", asm), "saturating arithmetic"
 
 
 def test_vnni_schedule_uses_vpdpbusd():
