@@ -195,19 +195,24 @@ def agreement(got: np.ndarray, ref: np.ndarray, step: float) -> Agreement:
 
 
 @functools.cache
-def host_has_vnni() -> bool:
-    """Whether this CPU has AVX-512 VNNI or AVX-VNNI (onnxruntime's exact int8 path on x86)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
+def host_x86_without_vnni() -> bool:
+    """Whether this is an x86 CPU without AVX-512 VNNI / AVX-VNNI, where onnxruntime's u8s8
+    kernels saturate. Asks CPUID through LLVM's host detection (prom_tvm.targets), which also
+    sees an emulated CPU's CPUID (qemu-user), unlike /proc/cpuinfo."""
+    from tvm.target.codegen import target_has_features
+
+    from .targets import host_target
+
+    target = host_target()
+    if not str(target.attrs.get("mtriple", "")).startswith(("x86_64", "i686", "i386")):
         return False
-    return " avx512_vnni" in flags or " avx_vnni" in flags
+    return not any(target_has_features(f, target) for f in ("avx512vnni", "avxvnni"))
 
 
 def int8_mismatch_reason(vnni: bool | None = None) -> str:
     """One line on why onnxruntime's int8 output may differ from the exact reference on a CPU
     with or without VNNI (default: this one)."""
-    if host_has_vnni() if vnni is None else vnni:
+    if not (host_x86_without_vnni() if vnni is None else not vnni):
         return ("onnxruntime's fused int8 kernels round differently from the exact QDQ graph "
                 "(float requantization order)")
     return ("this CPU has no VNNI: onnxruntime's u8s8 kernels (vpmaddubsw) saturate the int16 "
