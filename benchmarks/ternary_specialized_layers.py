@@ -97,7 +97,7 @@ def ort_session(layer, cin: int, cout: int, hw: int):
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def build_specialized(layer, hw2: int, target):
+def build_specialized(layer, hw2: int, target, inline: bool = False):
     from prom_tvm.schedules.ternary_specialized import (
         SpecializedPlan,
         lanes_for,
@@ -107,8 +107,9 @@ def build_specialized(layer, hw2: int, target):
     t0 = time.perf_counter()
     plan = SpecializedPlan.build(layer["signs"], "uint8")
     t_plan = time.perf_counter() - t0
-    func = specialized_primfunc(plan, 1, hw2, layer["bias"], layer["rq"], layer["mag"], True,
-                                lanes_for(target))
+    consts = (layer["bias"], layer["mag"]) if inline else None
+    func = specialized_primfunc(plan, 1, hw2, layer["rq"], True, True, lanes_for(target),
+                                inline_consts=consts)
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
     return lib, plan, t_plan, time.perf_counter() - t0
 
@@ -140,15 +141,23 @@ def build_index_lists(layer, hw2: int, target):
 
 
 def code_bytes(lib) -> dict:
-    """Size of the exported .so and of its largest function symbol (the kernel)."""
+    """Size of the exported .so and of its .text section (the kernel's machine code plus a
+    fixed ~20 kB of runtime glue that ``baseline_text`` measures)."""
     with tempfile.TemporaryDirectory() as d:
         so = Path(d) / "k.so"
         lib.export_library(str(so))
-        out = subprocess.run(["nm", "-S", "--size-sort", str(so)], capture_output=True,
-                             text=True).stdout.split()
-        sizes = [int(out[i + 1], 16) for i in range(0, len(out) - 3, 4)
-                 if out[i + 2] in "tT"] if out else [0]
-        return {"so_bytes": so.stat().st_size, "kernel_bytes": max(sizes, default=0)}
+        out = subprocess.run(["size", "-A", str(so)], capture_output=True, text=True).stdout
+        text = next(int(line.split()[1]) for line in out.splitlines()
+                    if line.startswith(".text"))
+        return {"so_bytes": so.stat().st_size, "text_bytes": text}
+
+
+def baseline_text(target) -> int:
+    """.text bytes of a trivial (1 -> 1 channel) specialized kernel: the glue to subtract."""
+    layer = random_layer(1, 1, 8)
+    layer["signs"][:] = 1
+    lib, *_ = build_specialized(layer, 64, target)
+    return code_bytes(lib)["text_bytes"]
 
 
 def main(argv=None) -> int:
@@ -162,6 +171,7 @@ def main(argv=None) -> int:
     target = host_target()
     dev = tvm.cpu()
     idx = range(len(LAYERS)) if args.layers is None else [int(i) for i in args.layers.split(",")]
+    glue = baseline_text(target)
     rows = []
     for i in idx:
         name, cin, cout, hw, count = LAYERS[i]
@@ -170,15 +180,19 @@ def main(argv=None) -> int:
         ref = ternary_conv1x1_ref(layer["x"].reshape(1, cin, hw, hw), layer["signs"],
                                   layer["bias"], layer["rq"], layer["mag"]).reshape(1, cout, hw2)
         spec, plan, t_plan, t_spec = build_specialized(layer, hw2, target)
+        inl, _, _, t_inl = build_specialized(layer, hw2, target, inline=True)
         idxl, consts, t_idx = build_index_lists(layer, hw2, target)
         sess = ort_session(layer, cin, cout, hw)
         x_t = tvm.runtime.tensor(layer["x"], dev)
         y_s = tvm.runtime.tensor(np.zeros((1, cout, hw2), np.uint8), dev)
         y_i = tvm.runtime.tensor(np.zeros((1, cout, hw2), np.uint8), dev)
+        y_n = tvm.runtime.tensor(np.zeros((1, cout, hw2), np.uint8), dev)
         c_t = [tvm.runtime.tensor(c, dev) for c in consts]
-        spec["main"](x_t, y_s)
+        s_t = [c_t[2], c_t[3], c_t[4]]  # bias, scale, magnitude
+        spec["main"](x_t, *s_t, y_s)
+        inl["main"](x_t, *s_t, y_n)
         idxl["main"](x_t, *c_t, y_i)
-        exact_s = bool((y_s.numpy() == ref).all())
+        exact_s = bool((y_s.numpy() == ref).all() and (y_n.numpy() == ref).all())
         exact_i = bool((y_i.numpy() == ref).all())
         feed = {"x": layer["x"].reshape(1, cin, hw, hw)}
         ort_y = sess.run(None, feed)[0].reshape(1, cout, hw2)
@@ -186,31 +200,38 @@ def main(argv=None) -> int:
         number = 30 if args.quick else 100
         ev_s = spec.mod.time_evaluator("main", dev, number=number)
         ev_i = idxl.mod.time_evaluator("main", dev, number=number)
-        t_s, t_i, t_o = [], [], []
+        ev_n = inl.mod.time_evaluator("main", dev, number=number)
+        t_s, t_i, t_o, t_n = [], [], [], []
         for _ in range(5 if args.quick else 9):  # interleaved repeats
-            t_s.append(ev_s(x_t, y_s).mean)
+            t_s.append(ev_s(x_t, *s_t, y_s).mean)
+            t_n.append(ev_n(x_t, *s_t, y_n).mean)
             t_i.append(ev_i(x_t, *c_t, y_i).mean)
             t0 = time.perf_counter()
             for _ in range(number):
                 sess.run(None, feed)
             t_o.append((time.perf_counter() - t0) / number)
         med = {k: float(np.median(v) * 1e6) for k, v in
-               (("specialized_us", t_s), ("index_lists_us", t_i), ("ort_int8_us", t_o))}
-        size_s, size_i = code_bytes(spec), code_bytes(idxl)
+               (("specialized_us", t_s), ("index_lists_us", t_i), ("ort_int8_us", t_o),
+                 ("specialized_inline_us", t_n))}
+        size_s, size_i, size_n = code_bytes(spec), code_bytes(idxl), code_bytes(inl)
         row = {"layer": name, "cin": cin, "cout": cout, "hw": hw, "count": count, **med,
                "nnz": plan.subsums.nnz, "adds": plan.adds, "temps": len(plan.subsums.temps),
                "int32_outputs": plan.int32_outputs,
                "specialized_exact": exact_s, "index_lists_exact": exact_i,
                "ort_max_diff_lsb_vs_ref": ort_lsb,
                "specialized_build_s": t_spec, "cse_plan_s": t_plan, "index_lists_build_s": t_idx,
-               "specialized_code_bytes": size_s["kernel_bytes"],
+               "specialized_code_bytes": size_s["text_bytes"] - glue,
                "specialized_so_bytes": size_s["so_bytes"],
-               "index_lists_code_bytes": size_i["kernel_bytes"],
+               "index_lists_code_bytes": size_i["text_bytes"] - glue,
+               "specialized_inline_code_bytes": size_n["text_bytes"] - glue,
+               "specialized_inline_build_s": t_inl,
                "index_lists_so_bytes": size_i["so_bytes"]}
         rows.append(row)
         print(f"{name:22s} {cin:4d}->{cout:4d}@{hw:3d} spec {med['specialized_us']:7.1f} "
-              f"idx {med['index_lists_us']:7.1f} ort {med['ort_int8_us']:7.1f} us | "
-              f"adds/nnz {plan.adds}/{plan.subsums.nnz} | code {size_s['kernel_bytes']} B "
+              f"inl {med['specialized_inline_us']:7.1f} idx {med['index_lists_us']:7.1f} "
+              f"ort {med['ort_int8_us']:7.1f} us | "
+              f"adds/nnz {plan.adds}/{plan.subsums.nnz} | code {row['specialized_code_bytes']} "
+              f"inl {row['specialized_inline_code_bytes']} B "
               f"| build {t_spec:.2f}s | exact {exact_s} {exact_i}", flush=True)
     tot = {k: sum(r[k] * r["count"] for r in rows)
            for k in ("specialized_us", "index_lists_us", "ort_int8_us")}
