@@ -3,7 +3,8 @@
 Per layer (random 50%-density ternary weights, {-127, 0, 127} encoding as onnxruntime's
 quantizer stores them, uint8 activations, ReLU clamp), interleaved in one process, 1 thread:
 
-* ``specialized``: ``ternary_specialized`` (sub-sums shared, lanes from the host target);
+* ``specialized``: ``ternary_specialized`` (sub-sums shared, lanes from the host target, inline
+  epilogue); ``specialized_loop``: the same with the grouped-loop epilogue (smaller code);
 * ``index_lists``: today's ``ternary_conv1x1`` kernel with its default schedule;
 * ``ort_int8``: onnxruntime's QLinearConv (MLAS) on the same uint8 tensors (``sess.run``, so
   it includes onnxruntime's per-call overhead of a few µs).
@@ -97,7 +98,7 @@ def ort_session(layer, cin: int, cout: int, hw: int):
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def build_specialized(layer, hw2: int, target, inline: bool = False):
+def build_specialized(layer, hw2: int, target, epilogue: str = "inline"):
     from prom_tvm.schedules.ternary_specialized import (
         SpecializedPlan,
         lanes_for,
@@ -107,9 +108,8 @@ def build_specialized(layer, hw2: int, target, inline: bool = False):
     t0 = time.perf_counter()
     plan = SpecializedPlan.build(layer["signs"], "uint8")
     t_plan = time.perf_counter() - t0
-    consts = (layer["bias"], layer["mag"]) if inline else None
-    func = specialized_primfunc(plan, 1, hw2, layer["rq"], True, True, lanes_for(target),
-                                inline_consts=consts)
+    func = specialized_primfunc(plan, 1, hw2, layer["bias"], layer["rq"], layer["mag"], True,
+                                lanes_for(target), epilogue=epilogue)
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
     return lib, plan, t_plan, time.perf_counter() - t0
 
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         ref = ternary_conv1x1_ref(layer["x"].reshape(1, cin, hw, hw), layer["signs"],
                                   layer["bias"], layer["rq"], layer["mag"]).reshape(1, cout, hw2)
         spec, plan, t_plan, t_spec = build_specialized(layer, hw2, target)
-        inl, _, _, t_inl = build_specialized(layer, hw2, target, inline=True)
+        inl, _, _, t_inl = build_specialized(layer, hw2, target, epilogue="loop")
         idxl, consts, t_idx = build_index_lists(layer, hw2, target)
         sess = ort_session(layer, cin, cout, hw)
         x_t = tvm.runtime.tensor(layer["x"], dev)
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         y_n = tvm.runtime.tensor(np.zeros((1, cout, hw2), np.uint8), dev)
         c_t = [tvm.runtime.tensor(c, dev) for c in consts]
         s_t = [c_t[2], c_t[3], c_t[4]]  # bias, scale, magnitude
-        spec["main"](x_t, *s_t, y_s)
+        spec["main"](x_t, y_s)
         inl["main"](x_t, *s_t, y_n)
         idxl["main"](x_t, *c_t, y_i)
         exact_s = bool((y_s.numpy() == ref).all() and (y_n.numpy() == ref).all())
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
         ev_n = inl.mod.time_evaluator("main", dev, number=number)
         t_s, t_i, t_o, t_n = [], [], [], []
         for _ in range(5 if args.quick else 9):  # interleaved repeats
-            t_s.append(ev_s(x_t, *s_t, y_s).mean)
+            t_s.append(ev_s(x_t, y_s).mean)
             t_n.append(ev_n(x_t, *s_t, y_n).mean)
             t_i.append(ev_i(x_t, *c_t, y_i).mean)
             t0 = time.perf_counter()
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
             t_o.append((time.perf_counter() - t0) / number)
         med = {k: float(np.median(v) * 1e6) for k, v in
                (("specialized_us", t_s), ("index_lists_us", t_i), ("ort_int8_us", t_o),
-                 ("specialized_inline_us", t_n))}
+                 ("specialized_loop_us", t_n))}
         size_s, size_i, size_n = code_bytes(spec), code_bytes(idxl), code_bytes(inl)
         row = {"layer": name, "cin": cin, "cout": cout, "hw": hw, "count": count, **med,
                "nnz": plan.subsums.nnz, "adds": plan.adds, "temps": len(plan.subsums.temps),
@@ -223,15 +223,15 @@ def main(argv=None) -> int:
                "specialized_code_bytes": size_s["text_bytes"] - glue,
                "specialized_so_bytes": size_s["so_bytes"],
                "index_lists_code_bytes": size_i["text_bytes"] - glue,
-               "specialized_inline_code_bytes": size_n["text_bytes"] - glue,
-               "specialized_inline_build_s": t_inl,
+               "specialized_loop_code_bytes": size_n["text_bytes"] - glue,
+               "specialized_loop_build_s": t_inl,
                "index_lists_so_bytes": size_i["so_bytes"]}
         rows.append(row)
         print(f"{name:22s} {cin:4d}->{cout:4d}@{hw:3d} spec {med['specialized_us']:7.1f} "
-              f"inl {med['specialized_inline_us']:7.1f} idx {med['index_lists_us']:7.1f} "
+              f"loop {med['specialized_loop_us']:7.1f} idx {med['index_lists_us']:7.1f} "
               f"ort {med['ort_int8_us']:7.1f} us | "
               f"adds/nnz {plan.adds}/{plan.subsums.nnz} | code {row['specialized_code_bytes']} "
-              f"inl {row['specialized_inline_code_bytes']} B "
+              f"loop {row['specialized_loop_code_bytes']} B "
               f"| build {t_spec:.2f}s | exact {exact_s} {exact_i}", flush=True)
     tot = {k: sum(r[k] * r["count"] for r in rows)
            for k in ("specialized_us", "index_lists_us", "ort_int8_us")}

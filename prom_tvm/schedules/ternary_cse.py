@@ -140,13 +140,16 @@ def plan_subsums(signs, fits: Callable[[int, int], bool] | None = None,
             pairs.pop(key, None)
             return
         pairs[key] = c
-        if c >= 2 and key not in banned:
+        if d > 0 and c >= 2:  # decreases are fixed up lazily when their entry is popped
             heapq.heappush(heap, (-c, *key))
 
     while heap and (max_temps is None or len(temps) < max_temps):
         negc, a, b, rel = heapq.heappop(heap)
         key = (a, b, rel)
-        if pairs.get(key, 0) != -negc or key in banned:
+        now = pairs.get(key, 0)
+        if now != -negc or key in banned:
+            if 2 <= now < -negc and key not in banned:
+                heapq.heappush(heap, (-now, a, b, rel))  # it shrank since it was pushed
             continue  # stale entry
         if -negc < 2:
             break

@@ -177,27 +177,33 @@ def _round_clamp(v, rq: Requant, lanes: int):
     return tirx.Cast(f"{rq.out_dtype}x{lanes}", q)
 
 
-def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, rq: Requant,
-                         with_magnitude: bool, float_rescale: bool, lanes: int,
-                         inline_consts: tuple | None = None) -> tirx.PrimFunc:
-    """The scheduled PrimFunc main(x, bias, scale[, magnitude], out).
+def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.ndarray,
+                         rq: Requant, magnitude: np.ndarray | None, float_rescale: bool,
+                         lanes: int, epilogue: str = "inline") -> tirx.PrimFunc:
+    """The scheduled PrimFunc: main(x, out) for the inline epilogue, main(x, bias, scale[,
+    magnitude], out) for the loop epilogue.
 
-    x: (N, Cin, HW) plan.x_dtype; bias int32 [Cout] with the zero-point correction folded in
-    (as for ``ternary_conv1x1_compute``), scale float32 [Cout], magnitude int32 [Cout] when
-    ``with_magnitude``; out: (N, Cout, HW) rq.out_dtype.  Needs HW >= lanes.
+    x: (N, Cin, HW) plan.x_dtype; out: (N, Cout, HW) rq.out_dtype; HW >= lanes.  bias:
+    int32 [Cout] with the zero-point correction folded in (as for
+    ``ternary_conv1x1_compute``); magnitude: int32 [Cout] integer weight magnitudes or None.
 
-    The add chains of a block store their sums into a small buffer, and one vectorized loop
-    over the output channels requantizes them with the channel constants loaded from the
-    arguments: code size is then the adds alone.  ``inline_consts=(bias, magnitude)``
-    instead emits each channel's epilogue inline with immediates (the arguments are then
-    unused).
+    ``epilogue="inline"``: each channel's requantization follows its add chain, constants
+    as immediates.  ``"loop"``: the sums of up to 1 kB of channels go to a small buffer and
+    one loop requantizes them, loading the constants from the arguments: ~90 bytes less
+    code per output channel, but 15-40% slower (measured 16->96@112: 150 vs 131 µs;
+    144->24@56: 47 vs 27 µs), so inline is the default.
     """
+    if epilogue not in ("inline", "loop"):
+        raise ValueError(f"epilogue must be 'inline' or 'loop', got {epilogue!r}")
+    inline_consts = (bias, magnitude) if epilogue == "inline" else None
+    with_magnitude = magnitude is not None
     sub = plan.subsums
     cin, cout = sub.cin, sub.cout
     if hw < lanes:
         raise ValueError(f"{hw} pixels is less than one vector of {lanes} lanes")
+    n_consts = 0 if inline_consts is not None else 3 if with_magnitude else 2
     func, xb, cbufs, ob = _io_buffers(n_batch, cin, cout, hw, plan.x_dtype, rq.out_dtype,
-                                      3 if with_magnitude else 2)
+                                      n_consts)
     blocks = -(-hw // lanes)
     nb = tirx.Var("nb", "int32")
     n, start = tirx.Var("n", "int32"), tirx.Var("start", "int32")
@@ -319,3 +325,60 @@ def specialized_ref(x: np.ndarray, plan: SpecializedPlan, bias: np.ndarray, rq: 
         acc = acc * magnitude.astype(np.int64)[None, :, None]
     acc = acc + bias.astype(np.int64)[None, :, None]
     return requant_np(acc.astype(np.int32), rq)
+
+
+# Which layers get specialized code: a code-size budget per pixel.  The inline x86 code of
+# a layer measures ~BYTES_PER_NONZERO per nonzero weight (the shared adds plus their spill
+# traffic) + BYTES_PER_OUTPUT per output channel (the epilogue) (fit over MobileNetV2's
+# shapes, random 50%-density weights: 16->96 16.5 kB, 32->192 42.8 kB, 192->32 29.1 kB,
+# 64->384 121.5 kB, 384->64 103 kB).  The time it saves grows with pixels x adds, so the
+# speed gained per byte of code grows with the pixels: measured (1 thread, vs the
+# index-list kernel) 16->96@112 saves ~170 µs for 16.5 kB, 192->32@28 ~16 µs for 29 kB,
+# but 64->384@14 ~31 µs for 121 kB and 384->64@14 ~13 µs for 103 kB (and 23 s of build).
+# At <= 64 bytes of code per pixel, every MobileNetV2 layer at 28x28 and above is
+# specialized (12 of 34 layers, <= 56 B/pixel, ~0.32 MB of code, ~8 s of build), the first
+# 14x14 layer would need 270 B/pixel.  MAX_WEIGHTS bounds the build time (planning and
+# LLVM grow faster than linearly with the adds).
+BYTES_PER_NONZERO = 8.5
+BYTES_PER_OUTPUT = 90
+MAX_CODE_BYTES_PER_PIXEL = 64
+MAX_WEIGHTS = 16384
+
+
+def estimated_code_bytes(nnz: int, cout: int) -> int:
+    return int(BYTES_PER_NONZERO * nnz + BYTES_PER_OUTPUT * cout)
+
+
+def should_specialize(cin: int, cout: int, hw: int, nnz: int, lanes: int,
+                      max_bytes_per_pixel: float = MAX_CODE_BYTES_PER_PIXEL) -> bool:
+    """The per-layer rule (see above): whole vectors of pixels, bounded build time, and at
+    most ``max_bytes_per_pixel`` bytes of code per output pixel."""
+    return (hw >= lanes and cin * cout <= MAX_WEIGHTS
+            and estimated_code_bytes(nnz, cout) <= max_bytes_per_pixel * hw)
+
+
+@dataclass(frozen=True)
+class SpecializedKernel:
+    """What the Relax lowering needs: the PrimFunc main(x, out) and the summary details."""
+
+    func: tirx.PrimFunc
+    details: dict
+
+
+def specialized_kernel(signs, n_batch: int, hw: int, x_dtype: str, bias: np.ndarray,
+                       rq: Requant, magnitude: np.ndarray | None, float_rescale: bool,
+                       lanes: int, max_bytes_per_pixel: float = MAX_CODE_BYTES_PER_PIXEL
+                       ) -> SpecializedKernel | None:
+    """The specialized kernel of a layer, or None where the rule keeps the index lists."""
+    signs2 = np.asarray(signs).reshape(np.shape(signs)[0], -1)
+    cout, cin = signs2.shape
+    nnz = int(np.count_nonzero(signs2))
+    if not should_specialize(cin, cout, hw, nnz, lanes, max_bytes_per_pixel):
+        return None
+    plan = SpecializedPlan.build(signs2, x_dtype)
+    func = specialized_primfunc(plan, n_batch, hw, bias, rq, magnitude, float_rescale, lanes)
+    details = {"form": "specialized", "nnz": nnz, "adds": plan.adds,
+               "adds_per_output": round(plan.adds / cout, 1),
+               "nnz_per_output": round(nnz / cout, 1), "shared_subsums": len(plan.subsums.temps),
+               "lanes": lanes, "code_bytes_estimate": estimated_code_bytes(nnz, cout)}
+    return SpecializedKernel(func, details)

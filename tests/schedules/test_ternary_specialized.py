@@ -32,16 +32,15 @@ A64_INT_MUL = re.compile(r"^\s+(mul|mla|mls|[su]mull2?|[su]mlal2?|[su]mlsl2?|sqr
 def compile_kernel(signs, n, hw, x_dtype, bias, rq, magnitude, float_rescale, target,
                    inline=True, cse=True):
     plan = SpecializedPlan.build(signs, x_dtype, cse=cse)
-    func = specialized_primfunc(plan, n, hw, rq, magnitude is not None, float_rescale,
-                                lanes_for(target),
-                                inline_consts=(bias, magnitude) if inline else None)
+    func = specialized_primfunc(plan, n, hw, bias, rq, magnitude, float_rescale,
+                                lanes_for(target), epilogue="inline" if inline else "loop")
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
     return lib, plan
 
 
-def run(lib, x, bias, rq, magnitude, cout):
+def run(lib, x, bias, rq, magnitude, cout, inline=True):
     dev = tvm.cpu()
-    consts = [bias, rq.scale] + ([] if magnitude is None else [magnitude])
+    consts = [] if inline else [bias, rq.scale] + ([] if magnitude is None else [magnitude])
     out = tvm.runtime.tensor(np.zeros((x.shape[0], cout, x.shape[2]), rq.out_dtype), dev)
     lib["main"](tvm.runtime.tensor(x, dev), *(tvm.runtime.tensor(c, dev) for c in consts), out)
     return out.numpy()
@@ -83,7 +82,7 @@ def test_bit_exact_on_host(cin, cout, hw, n, density, x_dtype, out_dtype, with_m
                                host_target(), inline=inline)
     want = reference(x, signs, bias, rq, mag)
     np.testing.assert_array_equal(specialized_ref(x, plan, bias, rq, mag), want)
-    np.testing.assert_array_equal(run(lib, x, bias, rq, mag, cout), want)
+    np.testing.assert_array_equal(run(lib, x, bias, rq, mag, cout, inline), want)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -172,4 +171,36 @@ def test_host_lanes_follow_the_target():
     with pytest.raises(ValueError, match="less than one vector"):
         plan = SpecializedPlan.build(np.ones((2, 2), np.int8), "uint8")
         rq = Requant(np.ones(2, np.float32), 0, 0, 255, "uint8")
-        specialized_primfunc(plan, 1, 8, rq, False, False, 32)
+        specialized_primfunc(plan, 1, 8, np.zeros(2, np.int32), rq, None, False, 32)
+
+
+MNV2 = [(32, 16, 112), (16, 96, 112), (96, 24, 56), (24, 144, 56), (144, 24, 56), (144, 32, 28),
+        (32, 192, 28), (192, 32, 28), (192, 64, 14), (64, 384, 14), (384, 64, 14),
+        (96, 576, 14), (576, 160, 7), (160, 960, 7), (320, 1280, 7)]
+
+
+def test_rule_specializes_the_wide_image_layers_only():
+    from prom_tvm.schedules.ternary_specialized import should_specialize
+
+    chosen = [(cin, cout, hw) for cin, cout, hw in MNV2
+              if should_specialize(cin, cout, hw * hw, cin * cout // 2, 32)]
+    assert chosen == [s for s in MNV2 if s[2] >= 28]
+    assert not should_specialize(16, 96, 16, 768, 32)  # fewer pixels than one vector
+
+
+def test_specialized_kernel_reports_adds_and_nonzeros():
+    from prom_tvm.schedules.ternary_specialized import specialized_kernel
+
+    rng = np.random.default_rng(3)
+    x, signs, bias, rq, mag = case(rng, 1, 16, 96, 3136, 0.5, "uint8", "uint8", True)
+    k = specialized_kernel(signs, 1, 3136, "uint8", bias, rq, mag, True, 32)
+    assert k.details["nnz"] == np.count_nonzero(signs) and k.details["adds"] < k.details["nnz"]
+    assert k.details["form"] == "specialized"
+    lib = tvm.compile(tvm.IRModule({"main": k.func.with_attr("global_symbol", "main")}),
+                      host_target())
+    np.testing.assert_array_equal(run(lib, x, bias, rq, mag, 96),
+                                  reference(x, signs, bias, rq, mag))
+    big = np.ones((160, 960), np.int8)
+    assert specialized_kernel(big, 1, 49, "uint8", np.zeros(160, np.int32),
+                              Requant(np.ones(160, np.float32), 0, 0, 255, "uint8"), None,
+                              False, 32) is None
