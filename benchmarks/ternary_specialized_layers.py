@@ -1,7 +1,8 @@
 """MobileNetV2's pointwise layers: weight-specialized TIR vs the index-list kernel vs onnxruntime.
 
 Per layer (random 50%-density ternary weights, {-127, 0, 127} encoding as onnxruntime's
-quantizer stores them, uint8 activations, ReLU clamp), interleaved in one process, 1 thread:
+quantizer stores them, uint8 activations, ReLU clamp), interleaved in one process, 1 thread
+(``--threads=N``: N for both):
 
 * ``specialized``: ``ternary_specialized`` (sub-sums shared, lanes from the host target, inline
   epilogue); ``specialized_loop``: the same with the grouped-loop epilogue (smaller code);
@@ -14,6 +15,7 @@ onnxruntime's output).  Code size: the kernel's symbol in an exported one-layer 
 Totals weight each shape by how often MobileNetV2 has it (34 layers, 19 shapes).
 
     python benchmarks/ternary_specialized_layers.py [--quick] [--layers 0,1,3] [--mcpu haswell]
+        [--threads=2]
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ import time
 from functools import partial
 from pathlib import Path
 
-os.environ.setdefault("TVM_NUM_THREADS", "1")
+# read once, when TVM's thread pool starts: set before tvm is imported
+os.environ["TVM_NUM_THREADS"] = next(
+    (a.split("=")[1] for a in sys.argv if a.startswith("--threads=")), "1")
 
 import numpy as np
 import tvm
 from onnx import TensorProto, helper, numpy_helper
 from tvm import s_tir, te
+
+THREADS = int(os.environ["TVM_NUM_THREADS"])
 
 # (name, cin, cout, hw, how many MobileNetV2 layers have this shape)
 LAYERS = [
@@ -94,7 +100,7 @@ def ort_session(layer, cin: int, cout: int, hw: int):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = THREADS
     so.inter_op_num_threads = 1
     return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
@@ -235,6 +241,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mcpu", default=None,
                     help="build the TVM kernels for this CPU, e.g. haswell (AVX2; onnxruntime "
                          "still uses the host's instructions)")
+    ap.add_argument("--threads", default="1", help="threads for TVM and onnxruntime "
+                    "(give it as --threads=N)")
     ap.add_argument("--out", default="benchmarks/results/ternary_specialized_layers.json")
     args = ap.parse_args(argv)
     target = host_target(args.mcpu)
@@ -258,7 +266,7 @@ def main(argv=None) -> int:
           f"{tot['index_lists_us'] / tot['ort_int8_us']:.2f}x")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": 1, "target": str(target.attrs.get("mcpu", "")),
+    out.write_text(json.dumps({"threads": THREADS, "target": str(target.attrs.get("mcpu", "")),
                                "layers": rows, "totals_weighted_us": tot}, indent=1))
     print(f"wrote {out}")
     return 0
