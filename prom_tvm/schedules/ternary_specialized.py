@@ -9,13 +9,14 @@ from the target):
         t_k  = v_a +- v_b                           # shared sub-sums (ternary_cse), each once
         out[n, co, start : start + L] = requant(sum of +-v over the output's terms)
 
-Inputs and sub-sums are SSA values (``tirx.Bind`` of vector variables), so LLVM keeps them in
-registers (or spills them to L1) and every add is one vector instruction; no index list is
-read and no weight is stored.  The last block is shifted back to end at HW, recomputing a few
-pixels instead of needing a bounds check.  Sums are int16 where ``int16_fits`` proves it for
-every partial sum (temporaries too), else int16 chunks added in int32.  The requantization
-(rescale, round half to even, zero point, clamp) is fused per output channel, with the
-channel's constants as immediates.
+Inputs and sub-sums are SSA values (``tirx.Bind`` of vector variables) that LLVM keeps in
+registers, or, when there are more of them than registers, rows of one aligned workspace
+buffer read as memory operands (``SSA_MAX_ROWS``); either way every add is one vector
+instruction, no index list is read and no weight is stored.  The last block is shifted
+back to end at HW, recomputing a few pixels instead of needing a bounds check.  Sums are
+int16 where ``int16_fits`` proves it for every partial sum (temporaries too), else int16
+chunks added in int32.  The requantization (rescale, round half to even, zero point, clamp)
+is fused per output channel, with the channel's constants as immediates.
 
 Building is O(terms) Python object construction — no TVMScript is printed or parsed; a
 MobileNetV2 layer at 28x28 or above plans + builds in 0.1-1.7 s.
@@ -26,9 +27,9 @@ onnxruntime int8; 16->96@112: 131 / 314 / 336; 96->24@56: 21 / 58 / 78; 24->144@
 51-59 / 142 / 130; 144->24@56: 27 / 70 / 95; 192->32@28: 14-15 / 32-36 / 35.  Sharing
 sub-sums runs 0.44-0.5 adds per nonzero weight.  Things that did not work: vector
 variables exposed to TVM's CommonSubexprElim (quadratic: 1.5 s of a 1.8 s build, hence the
-``reinterpret`` wrapper below); rows in ``local`` buffers (TVM 0.27 allocates every
-``AllocBuffer`` through TVMBackendAllocWorkspace on the heap, so LLVM cannot promote them
-to registers: 10-20x slower).
+``reinterpret`` wrapper below); one small buffer per value (TVM 0.27 allocates every
+``AllocBuffer`` through TVMBackendAllocWorkspace, so that is hundreds of allocations per
+block and nothing LLVM can promote to registers: 10-20x slower).
 """
 
 from __future__ import annotations
@@ -200,9 +201,20 @@ def _round_clamp(v, rq: Requant, lanes: int):
     return tirx.Cast(f"{rq.out_dtype}x{lanes}", q)
 
 
+# Where the inputs and sub-sums of a block live.  "ssa": vector variables, for LLVM to keep
+# in registers; with more values than registers it spills them, unaligned (TVM's kernels do
+# not realign the stack), and builds slowly (64->384: 9.5 s).  "buffer": one 64-byte-aligned
+# workspace row each, read by every add as a memory operand: no spills, builds 3-6x faster,
+# as fast or faster from ~100 values on (measured, µs, ssa vs buffer: 32->16@112 (80
+# values) 33 vs 49; 16->96@112 154 vs 152; 192->64@14 15.5 vs 14.5; 64->384@14 31.6 vs
+# 22.3; 384->64@14 48.6 vs 31.8).
+SSA_MAX_ROWS = 96
+
+
 def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.ndarray,
                          rq: Requant, magnitude: np.ndarray | None, float_rescale: bool,
-                         lanes: int, epilogue: str = "inline") -> tirx.PrimFunc:
+                         lanes: int, epilogue: str = "inline", rows: str | None = None
+                         ) -> tirx.PrimFunc:
     """The scheduled PrimFunc: main(x, out) for the inline epilogue, main(x, bias, scale[,
     magnitude], out) for the loop epilogue.
 
@@ -210,6 +222,7 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
     int32 [Cout] with the zero-point correction folded in (as for
     ``ternary_conv1x1_compute``); magnitude: int32 [Cout] integer weight magnitudes or None.
 
+    ``rows``: "ssa" / "buffer" (see SSA_MAX_ROWS; None picks by the number of values).
     ``epilogue="inline"``: each channel's requantization follows its add chain, constants
     as immediates.  ``"loop"``: the sums of up to 1 kB of channels go to a small buffer and
     one loop requantizes them, loading the constants from the arguments: ~90 bytes less
@@ -236,16 +249,29 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
     used = {v for terms in sub.outputs for v, _ in terms}
     for a, b, _ in sub.temps:
         used.update((a, b))
-    # Inputs and sub-sums live in a "local" buffer indexed by constants: LLVM's SROA turns
-    # every row into an SSA vector (a register, or an L1 spill slot).  Loads rather than
-    # variables also keep TVM's own CommonSubexprElim pass from analysing the adds: over
-    # vector variables it is quadratic (1.5 s of a 1.8 s build for 192 -> 32).
-    slot: dict[int, tirx.Var] = {}
+    if rows is None:
+        rows = "ssa" if len(used) <= SSA_MAX_ROWS else "buffer"
+    if rows not in ("ssa", "buffer"):
+        raise ValueError(f"rows must be 'ssa' or 'buffer', got {rows!r}")
+    slot: dict[int, object] = {}
     ramp0 = tirx.Ramp(tirx.const(0, "int32"), 1, lanes)
+    if rows == "buffer":
+        # widened inputs and sub-sums in one 64-byte-aligned workspace buffer, read back
+        # by every use as a memory operand of its add: no register spills at all
+        buf = tirx.decl_buffer((len(used), lanes), "int16", "rows", scope="local")
+        body.append(tirx.AllocBuffer(buf))
 
     def define(v: int, expr) -> None:
-        slot[v] = tirx.Var(f"v{v}", i16)
-        body.append(tirx.Bind(slot[v], expr))
+        if rows == "buffer":
+            slot[v] = tirx.BufferLoad(buf, [tirx.const(len(slot), "int32"), ramp0])
+            body.append(tirx.BufferStore(buf, expr, list(slot[v].indices)))
+            return
+        var = tirx.Var(f"v{v}", i16)
+        body.append(tirx.Bind(var, expr))
+        # A same-type reinterpret is free (LLVM drops the no-op bitcast), but as a call it
+        # keeps TVM's CommonSubexprElim pass off the add chains, where it is quadratic
+        # (1.5 s of a 1.8 s build for 192 -> 32); loads are off-limits to it anyway.
+        slot[v] = tirx.reinterpret(i16, var)
 
     for c in sorted(v for v in used if v < cin):  # widen each used input channel once
         load = tirx.BufferLoad(xb, [n, c, tirx.Ramp(start, 1, lanes)])
@@ -258,10 +284,7 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
             a, b, rel = sub.temps[v - cin]
             va, vb = value(a), value(b)
             define(v, tirx.Add(va, vb) if rel > 0 else tirx.Sub(va, vb))
-        # A same-type reinterpret is free (LLVM drops the no-op bitcast), but as a call it
-        # keeps TVM's CommonSubexprElim pass off the add chains, where it is quadratic
-        # (1.5 s of a 1.8 s build for 192 -> 32).
-        return tirx.reinterpret(i16, slot[v])
+        return slot[v]
 
     acc_dtype = "int32" if plan.int32_outputs else "int16"
     acc_vec = f"{acc_dtype}x{lanes}"
@@ -402,7 +425,8 @@ def specialized_kernel(signs, n_batch: int, hw: int, x_dtype: str, bias: np.ndar
         return None
     plan = SpecializedPlan.build(signs2, x_dtype)
     func = specialized_primfunc(plan, n_batch, hw, bias, rq, magnitude, float_rescale, lanes)
-    details = {"form": "specialized", "nnz": nnz, "adds": plan.adds,
+    acc = "int16" if not plan.int32_outputs else f"int16 ({plan.int32_outputs} in chunks+int32)"
+    details = {"form": "specialized", "nnz": nnz, "adds": plan.adds, "acc_dtype": acc,
                "adds_per_output": round(plan.adds / cout, 1),
                "nnz_per_output": round(nnz / cout, 1), "shared_subsums": len(plan.subsums.temps),
                "lanes": lanes, "code_bytes_estimate": estimated_code_bytes(nnz, cout)}

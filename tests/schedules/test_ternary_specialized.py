@@ -30,10 +30,11 @@ A64_INT_MUL = re.compile(r"^\s+(mul|mla|mls|[su]mull2?|[su]mlal2?|[su]mlsl2?|sqr
 
 
 def compile_kernel(signs, n, hw, x_dtype, bias, rq, magnitude, float_rescale, target,
-                   inline=True, cse=True):
+                   inline=True, cse=True, rows=None):
     plan = SpecializedPlan.build(signs, x_dtype, cse=cse)
     func = specialized_primfunc(plan, n, hw, bias, rq, magnitude, float_rescale,
-                                lanes_for(target), epilogue="inline" if inline else "loop")
+                                lanes_for(target), epilogue="inline" if inline else "loop",
+                                rows=rows)
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
     return lib, plan
 
@@ -67,19 +68,20 @@ def reference(x, signs, bias, rq, mag):
                                mag).reshape(n, -1, hw)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cin=st.integers(1, 300), cout=st.integers(1, 24), hw=st.integers(32, 120),
        n=st.sampled_from([1, 1, 2]), density=st.floats(0.0, 1.0),
        x_dtype=st.sampled_from(["uint8", "int8"]), out_dtype=st.sampled_from(["uint8", "int8"]),
-       with_magnitude=st.booleans(), inline=st.booleans(), seed=st.integers(0, 2**31 - 1))
+       with_magnitude=st.booleans(), inline=st.booleans(),
+       rows=st.sampled_from([None, "ssa", "buffer"]), seed=st.integers(0, 2**31 - 1))
 def test_bit_exact_on_host(cin, cout, hw, n, density, x_dtype, out_dtype, with_magnitude,
-                           inline, seed):
+                           inline, rows, seed):
     rng = np.random.default_rng(seed)
     x, signs, bias, rq, mag = case(rng, n, cin, cout, hw, density, x_dtype, out_dtype,
                                    with_magnitude)
     float_rescale = with_magnitude and 127 * 255 * cin + 5000 < 2**24 and seed % 2 == 0
     lib, plan = compile_kernel(signs, n, hw, x_dtype, bias, rq, mag, float_rescale,
-                               host_target(), inline=inline)
+                               host_target(), inline=inline, rows=rows)
     want = reference(x, signs, bias, rq, mag)
     np.testing.assert_array_equal(specialized_ref(x, plan, bias, rq, mag), want)
     np.testing.assert_array_equal(run(lib, x, bias, rq, mag, cout, inline), want)
@@ -149,12 +151,13 @@ def test_shared_subsums_are_what_runs():
                                   reference(x, signs, bias, rq, mag))
 
 
-@pytest.mark.parametrize("inline", [True, False])
-def test_aarch64_codegen_is_add_only(inline):
+@pytest.mark.parametrize("inline,rows", [(True, "ssa"), (True, "buffer"), (False, None)])
+def test_aarch64_codegen_is_add_only(inline, rows):
     assert lanes_for(A72) == 8
     rng = np.random.default_rng(1)
     _, signs, bias, rq, mag = case(rng, 1, 24, 32, 3136, 0.5, "uint8", "uint8", True)
-    lib, plan = compile_kernel(signs, 1, 3136, "uint8", bias, rq, mag, True, A72, inline=inline)
+    lib, plan = compile_kernel(signs, 1, 3136, "uint8", bias, rq, mag, True, A72, inline=inline,
+                               rows=rows)
     asm = lib.mod.inspect_source("asm")
     assert not A64_INT_MUL.findall(asm), A64_INT_MUL.findall(asm)[:5]
     # the int16 add chain runs on NEON vectors; LLVM fuses the widening of an input into its
