@@ -185,9 +185,10 @@ MNV2 = [(32, 16, 112), (16, 96, 112), (96, 24, 56), (24, 144, 56), (144, 24, 56)
 def test_rule_specializes_the_wide_image_layers_only():
     from prom_tvm.schedules.ternary_specialized import should_specialize
 
-    chosen = [(cin, cout, hw) for cin, cout, hw in MNV2
-              if should_specialize(cin, cout, hw * hw, cin * cout // 2, 32)]
-    assert chosen == [s for s in MNV2 if s[2] >= 28]
+    for density in (0.5, 0.67):  # random weights; the PROM MobileNetV2's own density
+        chosen = [(cin, cout, hw) for cin, cout, hw in MNV2
+                  if should_specialize(cin, cout, hw * hw, int(density * cin * cout), 32)]
+        assert chosen == [s for s in MNV2 if s[2] >= 28]
     assert not should_specialize(16, 96, 16, 768, 32)  # fewer pixels than one vector
 
 
@@ -207,3 +208,65 @@ def test_specialized_kernel_reports_adds_and_nonzeros():
     assert specialized_kernel(big, 1, 49, "uint8", np.zeros(160, np.int32),
                               Requant(np.ones(160, np.float32), 0, 0, 255, "uint8"), None,
                               False, 32) is None
+
+
+def one_layer_qdq(cin, cout, hw, seed=0):
+    """A QDQ model (ternary 1x1 conv + ReLU) quantized by onnxruntime, and an input."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1, 0, 1], size=(cout, cin), p=[0.25, 0.5, 0.25])
+    w = (signs * rng.uniform(0.5, 1.5, (cout, 1)) / np.sqrt(cin)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["y"])],
+        "pw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, hw, hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, hw, hw])],
+        [numpy_helper.from_array(w.reshape(cout, cin, 1, 1), "w"),
+         numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), "b")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    xs = [rng.uniform(0, 2, (1, cin, hw, hw)).astype(np.float32) for _ in range(3)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter({"x": x} for x in xs)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as d:
+        f, q = Path(d) / "f.onnx", Path(d) / "q.onnx"
+        onnx.save(m, f)
+        quantize_static(str(f), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return onnx.load(q), xs[0]
+
+
+@pytest.mark.parametrize("cin,cout,hw,form", [(24, 144, 56, "specialized"),
+                                              (192, 64, 14, "index-lists")])
+def test_build_chooses_the_form_per_layer_and_stays_exact(cin, cout, hw, form):
+    import prom_tvm
+    from prom_tvm.onnx_io import output_step
+    from prom_tvm.reference import ExactReference, agreement
+
+    model, x = one_layer_qdq(cin, cout, hw)
+    lib = prom_tvm.build(model)
+    row = lib.summary()[0]
+    assert row["kernel"] == "ternary-add" and row["form"] == form
+    if form == "specialized":
+        assert row["adds"] < row["nnz"]
+    # the same integers as the index-list kernel, and as close to the exact reference
+    lists = prom_tvm.build(model, options={"specialize": False})
+    assert lists.summary()[0]["form"] != "specialized"
+    np.testing.assert_array_equal(lib(x), lists(x))
+    assert agreement(lib(x), ExactReference(model)(x), output_step(model)).max_lsb <= 1
