@@ -101,6 +101,18 @@ def test_bit_exact_with_avx2_codegen(cin, cout, hw, x_dtype, seed):
                                   reference(x, signs, bias, rq, mag))
 
 
+@pytest.mark.parametrize("rows", ["ssa", "buffer"])
+def test_bit_exact_with_sse2_codegen(rows):
+    """-mcpu=x86-64 (SSE2 only): 8 int16 lanes, as on NEON."""
+    target = {"kind": "llvm", "mcpu": "x86-64"}
+    assert lanes_for(target) == 8
+    rng = np.random.default_rng(11)
+    x, signs, bias, rq, mag = case(rng, 2, 40, 20, 50, 0.6, "uint8", "int8", True)
+    lib, _ = compile_kernel(signs, 2, 50, "uint8", bias, rq, mag, False, target, rows=rows)
+    np.testing.assert_array_equal(run(lib, x, bias, rq, mag, 20),
+                                  reference(x, signs, bias, rq, mag))
+
+
 @pytest.mark.parametrize("x_dtype,value", [("uint8", 255), ("int8", -128), ("int8", 127)])
 @pytest.mark.parametrize("cin", [128, 129, 256])
 def test_worst_case_sums(x_dtype, value, cin):
