@@ -386,9 +386,12 @@ def specialized_ref(x: np.ndarray, plan: SpecializedPlan, bias: np.ndarray, rq: 
 # The layers at 28x28 and above need <= 56 B/pixel at 50% density (<= 66 B/pixel at the
 # 67% of the PROM MobileNetV2), the first 14x14 layer 270 B/pixel (360); the budget of 128
 # B/pixel sits in that gap: 12 of 34 layers, ~0.32 MB of code (50%), ~8 s of build.
-# build(options={"specialize_bytes_per_pixel": 700}) also takes 192->64, 64->384 and
-# 384->64 at 14x14 (measured 16 / 26 / 36 µs against 22 / 54 / 43 with index lists and
-# 17 / 34 / 23 for onnxruntime int8; +0.73 MB of code; planning 384->64 alone takes ~7 s).
+# build(options={"specialize_bytes_per_pixel": 1000}) also takes the 14x14 layers up to
+# MAX_WEIGHTS (192->64, 64->384, 384->64: measured alone 16 / 26 / 36 µs against 22 / 54 /
+# 43 with index lists and 17 / 34 / 23 for onnxruntime int8).  On the whole PROM
+# MobileNetV2 that is 20 instead of 12 layers, 1.34x instead of 1.44x onnxruntime int8 in
+# the same run, but 55 s instead of 11 s of build (planning a 384-input layer takes ~8 s in
+# Python) and +0.14 MB of library, so it is not the default.
 # MAX_WEIGHTS bounds the build time (planning grows faster than linearly with the weights).
 BYTES_PER_NONZERO = 8.5
 BYTES_PER_OUTPUT = 90
