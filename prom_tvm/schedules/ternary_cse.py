@@ -46,13 +46,10 @@ class SubSumPlan:
 
     @property
     def adds(self) -> int:
-        """Vector adds/subs the emitted code runs per pixel: one per temporary, k - 1 per
-        output of k terms, and a negation for an output with only negative terms."""
-        total = len(self.temps)
-        for terms in self.outputs:
-            if terms:
-                total += len(terms) - 1 + all(s < 0 for _, s in terms)
-        return total
+        """Vector adds/subs per pixel: one per temporary, k - 1 per output of k terms.  An
+        output with only negative terms needs no negation: the kernel negates its bias and
+        rescale instead (exact), so extracting a pair used k >= 2 times always saves k - 1."""
+        return len(self.temps) + sum(len(t) - 1 for t in self.outputs if t)
 
     def var_counts(self) -> list[tuple[int, int]]:
         """(#+1, #-1) input coefficients of each variable's expansion."""

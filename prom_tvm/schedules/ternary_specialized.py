@@ -318,6 +318,11 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
         for terms in chunks:
             for v, _ in terms:
                 value(v)
+        # An output of only negative terms sums them positively and negates bias and scale
+        # instead: (-T) * (-s) == T * s exactly in IEEE arithmetic, so no negation is spent.
+        flip = inline_consts is not None and all(sg < 0 for t in chunks for _, sg in t)
+        if flip:
+            chunks = [[(v, 1) for v, _ in t] for t in chunks]
         if len(chunks) <= 1:
             acc = _signed_sum(chunks[0] if chunks else (), value, i16)
         else:  # int16 partial sums that provably fit, added in int32
@@ -329,8 +334,9 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
                 flush()
             continue
         bias, mag = inline_consts
-        y = _epilogue(acc, lanes, tirx.const(int(bias[co]), "int32"),
-                      tirx.const(float(np.float32(rq.scale[co])), "float32"),
+        sign = -1 if flip else 1
+        y = _epilogue(acc, lanes, tirx.const(sign * int(bias[co]), "int32"),
+                      tirx.const(sign * float(np.float32(rq.scale[co])), "float32"),
                       None if mag is None else tirx.const(int(mag[co]), "int32"), rq,
                       float_rescale)
         body.append(tirx.BufferStore(ob, y, [n, co, tirx.Ramp(start, 1, lanes)]))

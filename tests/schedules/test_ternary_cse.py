@@ -79,6 +79,9 @@ def test_chunks_fit_int16_and_keep_every_term():
         assert all(fits(*term_counts(c, counts)) for c in chunks)
 
 
-def test_only_negative_terms_count_a_negation():
-    plan = no_sharing(np.array([[-1, -1], [1, 0], [0, 0]]))
-    assert plan.adds == 2  # x0 + x1, then 0 - that; +x0 and the empty output are free
+def test_negations_are_free():
+    plan = no_sharing(np.array([[-1, -1], [1, 0], [0, 0], [0, -1]]))
+    assert plan.adds == 1  # x0 + x1 (the kernel negates bias and scale); the others are free
+    # a shared pair that leaves outputs with one negative term each still saves adds
+    signs = np.array([[-1, 1, 0], [-1, 1, 0], [-1, 1, 1]])
+    assert plan_subsums(signs).adds < no_sharing(signs).adds
