@@ -145,7 +145,24 @@ class _Lowering(relax.PyExprMutator):
                              + int(np.abs(bias).max(initial=0)) < 2**24)
         cout = lists.pos.shape[0]
         max_baked = int(self.options.get("bake_max_weights", DEFAULT_BAKED_WEIGHTS))
-        if can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):
+        spec = None
+        if self.options.get("specialize", True):  # weight-specialized TIR, shared sub-sums
+            from ..schedules import ternary_specialized as ts
+
+            spec = ts.specialized_kernel(
+                tern.signs, n, h * w, x.dtype, bias, rq, magnitude, float_rescale,
+                ts.lanes_from_options(self.options),
+                float(self.options.get("specialize_bytes_per_pixel",
+                                       ts.MAX_CODE_BYTES_PER_PIXEL)))
+        if spec is not None:
+            details.update(spec.details)
+            details["note"] = (f"specialized, acc {details['acc_dtype']}, "
+                               f"{spec.details['adds']} adds for "
+                               f"{spec.details['nnz']} nonzeros")
+            gv = self.builder_.add_func(spec.func.with_attr("op_pattern", 8),
+                                        f"prom_ternary_specialized_{self.count}")
+            y = relax.call_tir(gv, [x3], out_ty=relax.TensorType((n, cout, h * w), rq.out_dtype))
+        elif can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):
             details["form"] = "baked"
             func = baked_ternary_primfunc(tern.signs, n, h * w, x.dtype, bias, rq, magnitude,
                                           float_rescale).with_attr("op_pattern", 8)
@@ -271,7 +288,8 @@ class LowerQuantizedOps:
 
     options: {"ternary": bool, "int8_add": bool} switch rewrites off (for A/B tests);
     {"bake_max_weights": int} sets the largest ternary layer (Cin * Cout) compiled as
-    weight-specialized code (0: none).
+    weight-specialized code (0: none); {"specialize": bool, "specialize_bytes_per_pixel":
+    float, "target": ...} steer the add-chain TIR kernel (``schedules/ternary_specialized``).
     """
 
     def __init__(self, options: dict | None = None):
