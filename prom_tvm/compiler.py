@@ -106,7 +106,8 @@ def build(
     shapes = onnx_io.input_shapes(model, input_shapes)
     dtypes = onnx_io.input_dtypes(model)
     model = onnx_io.unpack_subbyte_weights(model)
-    mod, layers = lower_to_integer(model, shapes, dtypes, options)
+    # the kernels' vector width (lanes of the add-only code) follows the build's target
+    mod, layers = lower_to_integer(model, shapes, dtypes, {"target": tgt, **(options or {})})
     ex = tvm.compile(mod, target=tgt, relax_pipeline=relax_pipeline(tgt))
     outputs = [o.name for o in model.graph.output]
     return CompiledModel(ex, tgt, list(shapes), shapes, dtypes, outputs, layers, source=source)

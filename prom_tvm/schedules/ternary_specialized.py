@@ -57,9 +57,9 @@ def lanes_for(target) -> int:
 
 
 def lanes_from_options(options: dict) -> int:
-    """Lanes for the build's target, ``options["target"]``; without one, this machine's CPU
-    (the Relax lowering does not see the target yet).  A wider vector than the target has is
-    still correct code: LLVM splits each vector op into native ones."""
+    """Lanes for the build's target, ``options["target"]`` (``prom_tvm.build`` passes it);
+    without one, this machine's CPU.  A wider vector than the target has is still correct
+    code: LLVM splits each vector op into native ones."""
     target = options.get("target")
     if target is None:
         from tvm import get_global_func
