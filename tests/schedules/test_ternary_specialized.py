@@ -264,15 +264,6 @@ def one_layer_qdq(cin, cout, hw, seed=0):
         return onnx.load(q), xs[0]
 
 
-def _lowering_uses_it() -> bool:
-    import inspect
-
-    from prom_tvm.passes import lower_quantized_ops
-
-    return "ternary_specialized" in inspect.getsource(lower_quantized_ops)
-
-
-@pytest.mark.skipif(not _lowering_uses_it(), reason="the Relax lowering does not emit it yet")
 @pytest.mark.parametrize("cin,cout,hw,form", [(24, 144, 56, "specialized"),
                                               (192, 64, 14, "index-lists")])
 def test_build_chooses_the_form_per_layer_and_stays_exact(cin, cout, hw, form):
