@@ -19,8 +19,6 @@ from pathlib import Path
 os.environ.setdefault("TVM_NUM_THREADS", "1")
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 from tqdm import tqdm
 
 # (name, cin, cout, hw) of torchvision MobileNetV2 at 224x224
@@ -36,46 +34,6 @@ LAYERS = [
     ("features.15.conv.2", 960, 160, 7), ("features.17.conv.2", 960, 320, 7),
     ("features.18.0", 320, 1280, 7),
 ]
-
-
-def one_layer_qdq(cin: int, cout: int, hw: int, seed: int = 0):
-    """A one-conv QDQ model (ternary 1x1 + ReLU) and a calibration-like input."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    rng = np.random.default_rng(seed)
-    signs = rng.choice([-1, 0, 1], size=(cout, cin), p=[0.25, 0.5, 0.25])
-    w = (signs * rng.uniform(0.5, 1.5, (cout, 1)) / np.sqrt(cin)).astype(np.float32)
-    g = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="pw"),
-         helper.make_node("Relu", ["c"], ["y"], name="relu")],
-        "pw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, hw, hw])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, hw, hw])],
-        [numpy_helper.from_array(w.reshape(cout, cin, 1, 1), "w"),
-         numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), "b")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    samples = [rng.uniform(0, 2, (1, cin, hw, hw)).astype(np.float32) for _ in range(4)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter({"x": s} for s in samples)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        f, q = Path(d) / "f.onnx", Path(d) / "q.onnx"
-        onnx.save(m, f)
-        quantize_static(str(f), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        return onnx.load(q), samples[0]
 
 
 def time_fn(fn, number: int) -> float:
@@ -94,13 +52,14 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     import prom_tvm
+    from prom_tvm.models.pointwise_layer import pointwise_qdq
     from prom_tvm.onnx_io import output_step
     from prom_tvm.reference import ExactReference, agreement
 
     layers = LAYERS[:6] if args.quick else LAYERS
     rows = []
     for name, cin, cout, hw in tqdm(layers, desc="layers"):
-        model, x = one_layer_qdq(cin, cout, hw)
+        model, x = pointwise_qdq(cin, cout, hw)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1

@@ -222,56 +222,15 @@ def test_specialized_kernel_reports_adds_and_nonzeros():
                               False, 32) is None
 
 
-def one_layer_qdq(cin, cout, hw, seed=0):
-    """A QDQ model (ternary 1x1 conv + ReLU) quantized by onnxruntime, and an input."""
-    import tempfile
-    from pathlib import Path
-
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    rng = np.random.default_rng(seed)
-    signs = rng.choice([-1, 0, 1], size=(cout, cin), p=[0.25, 0.5, 0.25])
-    w = (signs * rng.uniform(0.5, 1.5, (cout, 1)) / np.sqrt(cin)).astype(np.float32)
-    g = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["y"])],
-        "pw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, hw, hw])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, hw, hw])],
-        [numpy_helper.from_array(w.reshape(cout, cin, 1, 1), "w"),
-         numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), "b")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    xs = [rng.uniform(0, 2, (1, cin, hw, hw)).astype(np.float32) for _ in range(3)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter({"x": x} for x in xs)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory() as d:
-        f, q = Path(d) / "f.onnx", Path(d) / "q.onnx"
-        onnx.save(m, f)
-        quantize_static(str(f), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        return onnx.load(q), xs[0]
-
-
 @pytest.mark.parametrize("cin,cout,hw,form", [(24, 144, 56, "specialized"),
                                               (192, 64, 14, "index-lists")])
 def test_build_chooses_the_form_per_layer_and_stays_exact(cin, cout, hw, form):
     import prom_tvm
+    from prom_tvm.models.pointwise_layer import pointwise_qdq
     from prom_tvm.onnx_io import output_step
     from prom_tvm.reference import ExactReference, agreement
 
-    model, x = one_layer_qdq(cin, cout, hw)
+    model, x = pointwise_qdq(cin, cout, hw)
     lib = prom_tvm.build(model)
     row = lib.summary()[0]
     assert row["kernel"] == "ternary-add" and row["form"] == form
