@@ -36,9 +36,9 @@ def seeded_inputs(size: int, n: int) -> list[np.ndarray]:
 def child(model_path: str, lib_path: str, out: str, size: int, n: int) -> None:
     """Runs under qemu: onnxruntime int8 and the library on the seeded inputs."""
     import prom_tvm
-    from prom_tvm.reference import int8_session, run
+    from prom_tvm.reference import optimized_session, run
 
-    sess, lib = int8_session(model_path), prom_tvm.load(lib_path)
+    sess, lib = optimized_session(model_path), prom_tvm.load(lib_path)
     xs = seeded_inputs(size, n)
     np.savez(out, ort=np.stack([run(sess, x) for x in xs]), prom=np.stack([lib(x) for x in xs]))
 

@@ -24,6 +24,8 @@ os.environ.setdefault("TVM_NUM_THREADS", "1")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from int8_layers import build_tvm  # one way to build and time a kernel
 
 # (name, cin, cout, hw, k, stride, groups, occurrences in MobileNetV2)
 CONV_LAYERS = [
@@ -95,19 +97,10 @@ def _schedule(mod):
 
 
 def build(placeholders, y, schedule, target, arrays, want):
-    import tvm
-    from tvm import s_tir, te
-
-    sch = s_tir.Schedule(te.create_prim_func([*placeholders, y]))
-    schedule(sch, target)
-    lib = tvm.compile(sch.mod, target=target)
-    dev = tvm.cpu()
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in arrays]
-    out = tvm.runtime.tensor(np.zeros([int(v) for v in y.shape], str(y.dtype)), dev)
-    lib.mod["main"](*args, out)
-    np.testing.assert_array_equal(out.numpy(), want)
-    timer = lib.mod.time_evaluator("main", dev, number=1, repeat=20)
-    return lambda: min(timer(*args, out).results) * 1e6
+    """Microseconds per call of the kernel, after checking it bit for bit against ``want``."""
+    run, time_s = build_tvm(placeholders, y, schedule, arrays, target)
+    np.testing.assert_array_equal(run(), want)
+    return lambda: time_s() * 1e6
 
 
 def main(argv=None) -> int:

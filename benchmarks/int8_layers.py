@@ -165,12 +165,14 @@ def add_case(c, hw, rng):
     return model, {"a": a_np, "b": b_np}, [a, b], y, [a_np, b_np], schedule_int8_add
 
 
-def build_tvm(placeholders, y, schedule, arrays):
+def build_tvm(placeholders, y, schedule, arrays, target=None):
+    """(run, time) of the scheduled kernel for ``target`` (default: this CPU, one core)."""
     import tvm
     from tvm import s_tir, te
 
-    cpu = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")()
-    target = tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 1})
+    if target is None:
+        cpu = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")()
+        target = tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 1})
     sch = s_tir.Schedule(te.create_prim_func([*placeholders, y]))
     schedule(sch, target)
     lib = tvm.compile(sch.mod, target=target)

@@ -49,22 +49,17 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="first 6 layers, fewer repeats")
     ap.add_argument("--out", default="benchmarks/results/pointwise_layers.json")
     args = ap.parse_args(argv)
-    import onnxruntime as ort
 
     import prom_tvm
     from prom_tvm.models.pointwise_layer import pointwise_qdq
     from prom_tvm.onnx_io import output_step
-    from prom_tvm.reference import ExactReference, agreement
+    from prom_tvm.reference import ExactReference, agreement, optimized_session
 
     layers = LAYERS[:6] if args.quick else LAYERS
     rows = []
     for name, cin, cout, hw in tqdm(layers, desc="layers"):
         model, x = pointwise_qdq(cin, cout, hw)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(model.SerializeToString(), so,
-                                    providers=["CPUExecutionProvider"])
+        sess = optimized_session(model, threads=1)
         lib = prom_tvm.build(model)
         kernel = lib.summary()[0]["kernel"]
         # agreement with the exact QDQ reference, not with onnxruntime's int8 kernels (those

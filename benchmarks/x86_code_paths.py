@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     import prom_tvm
     from prom_tvm.models import mobilenet_v2_float, quantize_qdq
     from prom_tvm.onnx_io import output_step
-    from prom_tvm.reference import ExactReference, agreement, int8_session, run
+    from prom_tvm.reference import ExactReference, agreement, optimized_session, run
 
     size = args.input_size
     fp32 = mobilenet_v2_float(input_size=size)
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
                       "top1_same": all(a.top1_same for a in found),
                       "kernel_us": profile(lib, xs[0])}
         engines[name] = lambda lib=lib: lib(xs[0])
-    i8, f32 = int8_session(qdq), int8_session(fp32)
+    i8, f32 = optimized_session(qdq), optimized_session(fp32)
     found = [agreement(run(i8, x), r, step) for x, r in zip(xs, refs, strict=True)]
     info["onnxruntime int8"] = {"max_lsb_vs_exact": max(a.max_lsb for a in found),
                                 "top1_same": all(a.top1_same for a in found)}

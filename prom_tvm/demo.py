@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from .compiler import build
     from .models import mobilenet_v2_float, quantize_qdq
     from .onnx_io import output_step
-    from .reference import ExactReference, agreement, int8_mismatch_reason, int8_session, run
+    from .reference import ExactReference, agreement, int8_mismatch_reason, optimized_session, run
 
     size = args.input_size
     print(f"[1/4] PROM MobileNetV2 {size}x{size}: float ONNX, then QDQ via onnxruntime")
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("[3/4] checking against the exact QDQ reference (onnx.reference, float64; any CPU)")
     exact = ExactReference(qdq)
-    int8 = int8_session(qdq, args.threads)
-    fp = int8_session(fp32, args.threads)
+    int8 = optimized_session(qdq, args.threads)
+    fp = optimized_session(fp32, args.threads)
     step = output_step(qdq)
     rng = np.random.default_rng(0)
     ours, theirs = [], []

@@ -85,7 +85,7 @@ def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
     return loaded
 
 
-def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     """Graph inputs that are not initializers (older exporters list weights as inputs too)."""
     inits = {t.name for t in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in inits]
@@ -94,7 +94,7 @@ def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 def input_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
     """Element type of each graph input that is not an initializer."""
     out = {}
-    for value in _graph_inputs(model):
+    for value in graph_inputs(model):
         if not value.type.HasField("tensor_type"):
             raise ValueError(f"input {value.name!r} is not a tensor; only tensor inputs compile")
         elem = value.type.tensor_type.elem_type
@@ -125,7 +125,7 @@ def input_shapes(
     ValueError
         A dynamic dim without an override (naming the input and dim), or a bad override.
     """
-    inputs = _graph_inputs(model)
+    inputs = graph_inputs(model)
     names = [i.name for i in inputs]
     if overrides is not None and not isinstance(overrides, Mapping):
         example = names[0] if names else "input"
@@ -253,7 +253,7 @@ def unpack_subbyte_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     Float8/float4 weights are refused by name. Returns ``model`` itself when there is nothing
     to widen.
     """
-    for value in _graph_inputs(model):
+    for value in graph_inputs(model):
         elem = value.type.tensor_type.elem_type
         if elem in _SUBBYTE:
             raise ValueError(f"input {value.name!r} is {_type_name(elem)}: prom_tvm reads "

@@ -7,7 +7,7 @@ are exact in float64, sums of thousands of them lose nothing at 8-bit output res
 only roundings are the QuantizeLinear ones the model asks for. It runs on numpy alone, so it
 gives the same answer on every CPU.
 
-onnxruntime's optimized session (:func:`int8_session`, fused int8 kernels from MLAS) is the
+onnxruntime's optimized session (:func:`optimized_session`, fused int8 kernels from MLAS) is the
 *speed* baseline, not the truth: on x86 CPUs without VNNI (Haswell-Skylake, Zen 1-3) MLAS
 multiplies u8 x s8 with ``vpmaddubsw``, which saturates the int16 sum of two products, and the
 {-127, 0, 127} weights onnxruntime's quantizer writes for ternary layers hit that bound on most
@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+
+from .onnx_io import graph_inputs
 
 
 def _ort():
@@ -62,18 +64,22 @@ def unfused_session(model: onnx.ModelProto | str | Path, threads: int = 1):
     return _session(model, "ORT_DISABLE_ALL", threads)
 
 
-def int8_session(model: onnx.ModelProto | str | Path, threads: int = 1):
-    """onnxruntime as users deploy it (all optimizations, fused int8 kernels): speed baseline."""
+def optimized_session(model: onnx.ModelProto | str | Path, threads: int = 1):
+    """onnxruntime as users deploy it (all optimizations; fused int8 kernels for a QDQ model):
+    the speed baseline, for QDQ and float models alike."""
     return _session(model, "ORT_ENABLE_ALL", threads)
 
 
 def feeds(session, inputs: np.ndarray | list[np.ndarray] | dict[str, np.ndarray]) -> dict:
     """Session feeds from one array, a list in input order, or a dict."""
+    return _named(inputs, [i.name for i in session.get_inputs()])
+
+
+def _named(inputs, names: list[str]) -> dict:
     if isinstance(inputs, dict):
         return dict(inputs)
     if isinstance(inputs, np.ndarray):
         inputs = [inputs]
-    names = [i.name for i in session.get_inputs()]
     if len(names) != len(inputs):
         raise ValueError(f"the model has inputs {names}, got {len(inputs)} array(s)")
     return dict(zip(names, inputs, strict=True))
@@ -127,8 +133,7 @@ class ExactReference:
 
         if isinstance(model, str | Path):
             model = onnx.load(str(model))
-        self.model = model
-        self.input_names = list(_graph_input_names(model))
+        self.input_names = [i.name for i in graph_inputs(model)]
         try:
             self._eval = ReferenceEvaluator(model, new_ops=_float64_qdq_ops())
         except Exception as err:  # onnx raises RuntimeError / NotImplementedError / TypeError
@@ -136,36 +141,18 @@ class ExactReference:
                              f"{err}") from err
 
     def run(self, inputs) -> list[np.ndarray]:
-        if isinstance(inputs, np.ndarray):
-            inputs = [inputs]
-        if not isinstance(inputs, dict):
-            if len(inputs) != len(self.input_names):
-                raise ValueError(f"the model has inputs {self.input_names}, "
-                                 f"got {len(inputs)} array(s)")
-            inputs = dict(zip(self.input_names, inputs, strict=True))
-        outs = self._eval.run(None, inputs)
+        outs = self._eval.run(None, _named(inputs, self.input_names))
         return [o.astype(np.float32) if o.dtype == np.float64 else o for o in outs]
 
     def __call__(self, inputs) -> np.ndarray:
         return self.run(inputs)[0]
 
 
-def _graph_input_names(model: onnx.ModelProto):
-    inits = {t.name for t in model.graph.initializer}
-    return (i.name for i in model.graph.input if i.name not in inits)
-
-
-def run_exact(model: onnx.ModelProto | str | Path, inputs) -> np.ndarray:
-    """First output of the exact reference on ``inputs`` (builds the evaluator each call:
-    keep an :class:`ExactReference` to run many inputs)."""
-    return ExactReference(model)(inputs)
-
-
 # Output LSBs a compiled QDQ network may differ from the exact reference by. An integer kernel
 # requantizes with one float32 multiply by the combined scale (as onnxruntime's QLinearConv);
 # the float graph dequantizes, sums and divides. The two round a value within ~1e-7 of a
 # half-integer differently, a few times per million activations, and the layers after such a
-# flip can widen it. Measured (12 seeded inputs, tests/test_build_models.py): MobileNetV2 224
+# flip can widen it. Measured (12 seeded inputs, benchmarks/reference_agreement.py): MobileNetV2 224
 # <= 2 LSB, MobileNetV2-0.5 at 96x96 <= 4 LSB; onnxruntime's own float32 run of the same QDQ
 # graph is up to 5 LSB off. A kernel bug is tens of LSB or a different top-1.
 TOLERANCE_LSB = 4

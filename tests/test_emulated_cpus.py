@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_harness import check_against_exact
+from model_harness import check_outputs
 
 import prom_tvm
 from prom_tvm.models import mobilenet_v2_qdq, tiny_qdq_cnn
@@ -38,16 +38,6 @@ def run_emulated(cpu: str, out: Path, specs: list[str]) -> dict[str, np.ndarray]
     return dict(np.load(out))
 
 
-class _Outputs:
-    """An emulated run's outputs, served like a CompiledModel for check_against_exact."""
-
-    def __init__(self, outputs, target):
-        self.outputs, self.target = list(outputs), target
-
-    def __call__(self, _x):
-        return self.outputs.pop(0)
-
-
 @pytest.mark.parametrize(("target", "cpu"), [("llvm -mcpu=haswell", "Haswell-v4"),
                                              ("llvm -mcpu=x86-64", "Nehalem-v2")])
 def test_builds_run_on_cpus_without_avx512(tmp_path, target, cpu):
@@ -65,7 +55,7 @@ def test_builds_run_on_cpus_without_avx512(tmp_path, target, cpu):
     for k, (name, (model, shape)) in enumerate(models.items()):
         xs = [np.random.default_rng(s).standard_normal(shape).astype(np.float32) for s in SEEDS]
         mine = got[k * len(SEEDS):(k + 1) * len(SEEDS)]
-        check_against_exact(_Outputs(mine, f"{target} on {cpu}"), model, xs)
+        check_outputs(model, xs, mine, where=f"{target} on {cpu}")
 
 
 def test_host_build_is_refused_on_an_older_cpu(tmp_path):

@@ -27,7 +27,7 @@ def run_exported(path, x: np.ndarray) -> np.ndarray:
     checking that onnxruntime loads and runs it. onnxruntime's own int8 numbers are not used:
     its fused kernels saturate on CPUs without VNNI (microsoft/onnxruntime#16105)."""
     pytest.importorskip("onnxruntime")
-    from prom_tvm.reference import ExactReference, int8_session, run
+    from prom_tvm.reference import ExactReference, optimized_session, run
 
-    assert run(int8_session(path), x).shape[0] == x.shape[0]
+    assert run(optimized_session(path), x).shape[0] == x.shape[0]
     return ExactReference(path)(x)
