@@ -145,10 +145,17 @@ class _Lowering(relax.PyExprMutator):
                              + int(np.abs(bias).max(initial=0)) < 2**24)
         cout = lists.pos.shape[0]
         max_baked = int(self.options.get("bake_max_weights", DEFAULT_BAKED_WEIGHTS))
+        from ..schedules import ternary_specialized as ts
+
+        # Which add-only code: weight-specialized add chains where many pixels share few
+        # weights (the rule in ternary_specialized), else the table-lookup kernel on packed
+        # weights (ternary_lut); "index-lists" / "baked" are the older forms, on request.
+        form = self.options.get("ternary_form", "table-lookup")
+        if form not in ("table-lookup", "index-lists", "baked"):
+            raise ValueError(f"options['ternary_form'] must be 'table-lookup', 'index-lists' "
+                             f"or 'baked', got {form!r}")
         spec = None
         if self.options.get("specialize", True):  # weight-specialized TIR, shared sub-sums
-            from ..schedules import ternary_specialized as ts
-
             spec = ts.specialized_kernel(
                 tern.signs, n, h * w, x.dtype, bias, rq, magnitude, float_rescale,
                 ts.lanes_from_options(self.options),
@@ -162,7 +169,24 @@ class _Lowering(relax.PyExprMutator):
             gv = self.builder_.add_func(spec.func.with_attr("op_pattern", 8),
                                         f"prom_ternary_specialized_{self.count}")
             y = relax.call_tir(gv, [x3], out_ty=relax.TensorType((n, cout, h * w), rq.out_dtype))
-        elif can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):
+        elif form == "table-lookup":
+            from ..schedules import ternary_lut as tl
+
+            cfg = tl.choose_config(cin, cout, h * w, x.dtype, ts.lanes_from_options(self.options),
+                                   tern.signs, g=int(self.options.get("lut_group", 3)))
+            idx = tl.pack_indices(tern.signs, cfg)
+            func = tl.lut_primfunc(cfg, n, cin, cout, h * w, x.dtype, rq, magnitude is not None,
+                                   float_rescale).with_attr("op_pattern", 8)
+            details.update(tl.summary_details(cfg, tern.signs))
+            details["note"] = (f"table lookup, {cfg.g} channels per add, acc {cfg.acc_dtype}")
+            # layers of one shape share the code: the weights are the idx argument
+            gv = self.builder_.add_func(func, f"prom_ternary_lut_{cin}_{cout}_{h * w}")
+            lut_args = [x3, relax.const(idx), relax.const(bias), relax.const(rq.scale)]
+            if magnitude is not None:
+                lut_args.append(relax.const(magnitude))
+            y = relax.call_tir(gv, lut_args,
+                               out_ty=relax.TensorType((n, cout, h * w), rq.out_dtype))
+        elif form == "baked" and can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):
             details["form"] = "baked"
             func = baked_ternary_primfunc(tern.signs, n, h * w, x.dtype, bias, rq, magnitude,
                                           float_rescale).with_attr("op_pattern", 8)

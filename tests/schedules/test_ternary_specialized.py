@@ -223,7 +223,7 @@ def test_specialized_kernel_reports_adds_and_nonzeros():
 
 
 @pytest.mark.parametrize("cin,cout,hw,form", [(24, 144, 56, "specialized"),
-                                              (192, 64, 14, "index-lists")])
+                                              (192, 64, 14, "table-lookup")])
 def test_build_chooses_the_form_per_layer_and_stays_exact(cin, cout, hw, form):
     import prom_tvm
     from prom_tvm.models.pointwise_layer import pointwise_qdq

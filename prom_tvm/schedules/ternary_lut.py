@@ -1,0 +1,389 @@
+"""Add-only ternary 1x1 conv for deep layers: packed 2-bit weights and per-pixel sum tables.
+
+Weight-specialized code (``ternary_specialized``) pays where many pixels share few weights;
+at 14x14 and 7x7 MobileNetV2 has most of its weights (80% of the ternary ones) and few
+pixels, so there the weights are data, packed, and the kernel is the same small code for
+every layer of a shape.  The idea is T-MAC's (table lookup instead of multiply), turned so
+that it stays add-only and exact:
+
+* input channels are taken in groups of ``g`` (3 or 4); for a vector of L pixels, the
+  table of a group holds all 3**g signed sums of its g input rows
+  (``T[e] = sum_k s(d_k) x_k`` for the base-3 digits d_k of e, s(0, 1, 2) = (0, +1, -1)),
+  each built from a smaller entry with one vector add or subtract;
+* a weight group of an output channel is its table index, one byte (g = 4: 2 bits per
+  weight, g = 3: 2.67), so an output channel sums one table row per group: one vector add
+  for g input channels, where a pixels-in-lanes kernel spends one per nonzero weight;
+* tables of GB groups (about 24 kB: they stay in L1) are built per pixel vector, then every
+  output channel sums its GB rows in int16 (GB * g * max|x| fits) and adds that to its
+  accumulator row (int16 where the whole layer's bound fits, else int32); the last block
+  fuses the requantization, with the channel's constants loaded from arguments.
+
+    for task in parallel(N * ceil(HW / L)):               # one vector of L pixels
+        for block in range(ceil(groups / GB)):
+            T[j, e, :] = T[j, parent(e), :] +- x[g * (block * GB + j) + k, pixels]
+            for co in range(Cout):
+                s = sum_j T[j, idx[co, block * GB + j], :]     # GB vector adds
+                acc[co] (+)= s    (last block: out[co] = requant(acc[co] + s))
+
+No multiplication touches data: table rows are addressed by ``index << log2(row bytes)``.
+The last pixel vector is shifted back to end at HW (recomputing a few pixels) and padded
+input channels read the last real channel, whose digit is 0 in every padded group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import s_tir, te, tirx
+
+from .requant import Requant
+
+# digit of a weight in a table index: w = 0 -> 0, +1 -> 1, -1 -> 2
+_DIGIT = {0: 0, 1: 1, -1: 2}
+TABLE_BYTES = 24 * 1024  # tables of one block: well inside a 32-48 kB L1 data cache
+
+
+@dataclass(frozen=True)
+class LutConfig:
+    """Shape of one layer's kernel.
+
+    g input channels per table, ``groups_per_block`` tables per block (built together, kept
+    in L1), ``blocks`` blocks; ``lanes`` pixels per vector; ``chunk_blocks`` blocks summed in
+    int16 before the int32 accumulator takes them (``acc_dtype`` "int16": the whole layer
+    fits, no int32 at all).  ``index_scale``: a table index e is stored as e * index_scale,
+    so that e * row bytes = stored * 8, an x86 scale-8 address (no shift per lookup).
+    """
+
+    g: int
+    groups_per_block: int
+    blocks: int
+    lanes: int
+    acc_dtype: str
+    chunk_blocks: int
+    index_scale: int
+    vectors: int = 1  # pixel vectors per task: they share every index load
+    co_split: int = 1  # tasks per pixel group, each over Cout / co_split outputs
+
+    @property
+    def padded_cin(self) -> int:
+        return self.g * self.groups_per_block * self.blocks
+
+    @property
+    def entries(self) -> int:
+        return 3 ** self.g
+
+
+def _bound(signs: np.ndarray | None, cin: int, x_dtype: str) -> int:
+    """Largest |sum| of one output (the layer's int16 question); no signs: all channels."""
+    per_x = 255 if x_dtype == "uint8" else 128
+    if signs is None:
+        return per_x * cin
+    s = np.asarray(signs).reshape(np.shape(signs)[0], -1)
+    npos, nneg = (s > 0).sum(axis=1), (s < 0).sum(axis=1)
+    if x_dtype == "uint8":  # x >= 0: sums lie in [-255 |N|, 255 |P|]
+        return per_x * int(max(npos.max(initial=0), nneg.max(initial=0)))
+    return per_x * int((npos + nneg).max(initial=0))
+
+
+def choose_config(cin: int, cout: int, hw: int, x_dtype: str, lanes: int,
+                  signs: np.ndarray | None = None, g: int = 3,
+                  table_bytes: int = TABLE_BYTES, vectors: int | None = None,
+                  co_split: int | None = None, min_tasks: int = 2) -> LutConfig:
+    """Blocks as large as ``table_bytes`` and the int16 block sum allow, balanced so that
+    padding is less than one group per block.  g = 3 by default: its 27-entry index fits a
+    prescaled byte (scale-8 addressing) and its table is a third of g = 4's; g = 4 stores
+    2 bits per weight instead of 2.67."""
+    if g not in (2, 3, 4):
+        raise ValueError(f"group size g must be 2, 3 or 4, got {g}")
+    lanes = max(1, min(lanes, hw))
+    per_x = 255 if x_dtype == "uint8" else 128
+    pblocks = -(-hw // lanes)
+    if vectors is None:  # two vectors share each index load where no vector is wasted
+        vectors = 1
+    vectors = max(1, min(vectors, pblocks))
+    if co_split is None:  # at least min_tasks parallel tasks (threads) per image
+        tasks = -(-pblocks // vectors)
+        co_split = 1
+        while tasks * co_split < min_tasks and cout % (2 * co_split) == 0:
+            co_split *= 2
+    if cout % co_split:
+        raise ValueError(f"co_split {co_split} does not divide {cout} output channels")
+    row = 3 ** g * lanes * 2 * vectors
+    gb_max = max(1, min(table_bytes // row, 32767 // (per_x * g)))
+    groups = -(-cin // g)
+    blocks = -(-groups // gb_max)
+    gb = -(-groups // blocks)
+    acc = "int16" if _bound(signs, cin, x_dtype) <= 32767 else "int32"
+    # blocks whose int16 sum provably fits: (blocks * gb * g) channels of max|x| each
+    chunk_blocks = blocks if acc == "int16" else max(1, 32767 // (per_x * g * gb))
+    scale = lanes // 4 if lanes % 4 == 0 and (3 ** g - 1) * (lanes // 4) <= 255 else 1
+    return LutConfig(g, gb, blocks, lanes, acc, chunk_blocks, scale, vectors, co_split)
+
+
+def pack_indices(signs: np.ndarray, cfg: LutConfig) -> np.ndarray:
+    """uint8 [Cout, groups]: the base-3 table index of each group of g weights, times
+    ``cfg.index_scale`` (input channels past Cin are zero weights: digit 0)."""
+    s = np.asarray(signs).reshape(np.shape(signs)[0], -1).astype(np.int64)
+    cout, cin = s.shape
+    if not np.isin(s, (-1, 0, 1)).all():
+        raise ValueError("ternary sign matrix must contain only -1, 0, +1")
+    padded = np.zeros((cout, cfg.padded_cin), np.int64)
+    padded[:, :cin] = s
+    digits = np.where(padded < 0, 2, padded).reshape(cout, -1, cfg.g)
+    weights = 3 ** np.arange(cfg.g)
+    return ((digits * weights).sum(axis=2) * cfg.index_scale).astype(np.uint8)
+
+
+def unpack_indices(idx: np.ndarray, cfg: LutConfig, cin: int) -> np.ndarray:
+    """The sign matrix [Cout, Cin] an index array encodes (inverse of ``pack_indices``)."""
+    e = idx.astype(np.int64) // cfg.index_scale
+    d = np.stack([(e // 3 ** k) % 3 for k in range(cfg.g)], axis=2)
+    s = np.select([d == 1, d == 2], [1, -1], 0)
+    return s.reshape(idx.shape[0], -1)[:, :cin].astype(np.int8)
+
+
+def _table_parents(g: int) -> list[tuple[int, int, int]]:
+    """For each entry e > 0: (parent entry, input k, +1/-1): T[e] = T[parent] +- x_k, the
+    parent being e with its highest nonzero digit cleared (so it is built before e)."""
+    out = []
+    for e in range(1, 3 ** g):
+        k = max(i for i in range(g) if (e // 3 ** i) % 3)
+        d = (e // 3 ** k) % 3
+        out.append((e - d * 3 ** k, k, 1 if d == 1 else -1))
+    return out
+
+
+def _skeleton(n_batch: int, cin: int, cout: int, hw: int, groups: int, x_dtype: str,
+              out_dtype: str, with_magnitude: bool):
+    """PrimFunc main(x (N, Cin, HW), idx (Cout, groups) uint8, bias, scale[, magnitude],
+    out (N, Cout, HW)) and its buffers; the body is replaced."""
+    x = te.placeholder((n_batch, cin, hw), x_dtype, "x")
+    idx = te.placeholder((cout, groups), "uint8", "idx")
+    names = [("bias", "int32"), ("scale", "float32")] + (
+        [("magnitude", "int32")] if with_magnitude else [])
+    consts = [te.placeholder((cout,), dt, nm) for nm, dt in names]
+
+    def fake(n, c, p):
+        v = x[n, 0, p].astype("float32") + idx[c, 0].astype("float32")
+        for k in consts:
+            v = v + k[c].astype("float32")
+        return v.astype(out_dtype)
+
+    out = te.compute((n_batch, cout, hw), fake, name="out")
+    func = te.create_prim_func([x, idx, *consts, out])
+    stmt = func.body
+    while not (isinstance(stmt, s_tir.SBlock) and stmt.name_hint == "out"):
+        stmt = stmt.block if isinstance(stmt, s_tir.SBlockRealize) else stmt.body
+    bufs = {r.source.name: r.source for r in stmt.reads}
+    return (func, bufs["x"], bufs["idx"], [bufs[nm] for nm, _ in names],
+            stmt.writes[0].source)
+
+
+def _i32(v: int):
+    return tirx.const(v, "int32")
+
+
+def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_dtype: str,
+                 rq: Requant, with_magnitude: bool, float_rescale: bool) -> tirx.PrimFunc:
+    """The scheduled PrimFunc main(x, idx, bias, scale[, magnitude], out).
+
+    idx: ``pack_indices(signs, cfg)``; bias int32 [Cout] with the zero-point correction
+    folded in (as for ``ternary_conv1x1_compute``); magnitude int32 [Cout] or absent.
+    """
+    from .ternary_specialized import _epilogue
+
+    L, g, gb, nb, V = cfg.lanes, cfg.g, cfg.groups_per_block, cfg.blocks, cfg.vectors
+    E = cfg.entries
+    func, xb, ib, cbufs, ob = _skeleton(n_batch, cin, cout, hw, gb * nb, x_dtype,
+                                        rq.out_dtype, with_magnitude)
+    i16, i32 = f"int16x{L}", f"int32x{L}"
+    pblocks = -(-hw // L)
+    pgroups = -(-pblocks // V)
+    cc = cout // cfg.co_split  # outputs per task
+    t, n, pg, co0 = (tirx.Var(nm, "int32") for nm in ("t", "n", "pg", "co0"))
+    starts = [tirx.Var(f"start{v}", "int32") for v in range(V)]
+    region = gb * E * L  # one pixel vector's tables
+    # flat, so that a row's offset is (stored index) * 4 elements = * 8 bytes, and the V
+    # vectors' rows of one index differ by a constant displacement
+    table = tirx.decl_buffer((V * region,), "int16", "table", scope="local")
+    acc16 = tirx.decl_buffer((cc, V * L), "int16", "acc16", scope="local")
+    acc32 = tirx.decl_buffer((cc, V * L), "int32", "acc32", scope="local")
+    row_unit = L // cfg.index_scale  # elements per unit of a stored index
+    parents = _table_parents(g)
+
+    def acc_at(v: int):
+        return tirx.Ramp(_i32(v * L), 1, L)
+
+    def build_tables(block) -> tirx.Stmt:
+        j = tirx.Var("j", "int32")
+        first = (block * gb + j) * g
+        stmts = []
+        for v in range(V):
+            xs = [tirx.Var(f"x{v}_{k}", i16) for k in range(g)]
+            stmts += [tirx.Bind(xs[k], tirx.Cast(i16, tirx.BufferLoad(
+                xb, [n, tirx.min(first + k, cin - 1), tirx.Ramp(starts[v], 1, L)])))
+                for k in range(g)]
+            zero = tirx.Broadcast(tirx.const(0, "int16"), L)
+            vals = [zero]
+            base = v * region + j * (E * L)
+            stmts.append(tirx.BufferStore(table, zero, [tirx.Ramp(base, 1, L)]))
+            for e, (parent, k, sign) in enumerate(parents, start=1):
+                var = tirx.Var(f"e{v}_{e}", i16)
+                if parent == 0:
+                    expr = xs[k] if sign > 0 else tirx.Sub(zero, xs[k])
+                else:
+                    expr = (tirx.Add if sign > 0 else tirx.Sub)(vals[parent], xs[k])
+                stmts.append(tirx.Bind(var, expr))
+                # the same-type reinterpret keeps TVM's CommonSubexprElim off these chains
+                vals.append(tirx.reinterpret(i16, var))
+                stmts.append(tirx.BufferStore(table, var, [tirx.Ramp(base + e * L, 1, L)]))
+        return tirx.For(j, 0, gb, tirx.ForKind.SERIAL, tirx.SeqStmt(stmts))
+
+    def block_sums(block, co) -> list:
+        """Per vector, the int16 sum of the block's gb table rows for output co0 + co."""
+        idx = [tirx.Cast("int32", tirx.BufferLoad(ib, [co0 + co, block * gb + jj]))
+               for jj in range(gb)]
+        out = []
+        for v in range(V):
+            rows = [tirx.BufferLoad(table, [tirx.Ramp(v * region + jj * (E * L)
+                                                      + idx[jj] * row_unit, 1, L)])
+                    for jj in range(gb)]
+            while len(rows) > 1:
+                nxt = [tirx.Add(rows[i], rows[i + 1]) for i in range(0, len(rows) - 1, 2)]
+                rows = nxt + ([rows[-1]] if len(rows) % 2 else [])
+            out.append(rows[0])
+        return out
+
+    def finish(co, v: int, total) -> tirx.Stmt:
+        c = co0 + co
+        mag = tirx.BufferLoad(cbufs[2], [c]) if with_magnitude else None
+        y = _epilogue(total, L, tirx.BufferLoad(cbufs[0], [c]),
+                      tirx.BufferLoad(cbufs[1], [c]), mag, rq, float_rescale)
+        return tirx.BufferStore(ob, y, [n, c, tirx.Ramp(starts[v], 1, L)])
+
+    def co_body(b, co) -> tirx.Stmt:
+        """One output's work in block b; the branches depend on b only (predicted)."""
+        sums = block_sums(b, co)
+        if nb == 1:
+            stmts = [finish(co, v, s) for v, s in enumerate(sums)]
+            return stmts[0] if V == 1 else tirx.SeqStmt(stmts)
+        a16 = [tirx.BufferLoad(acc16, [co, acc_at(v)]) for v in range(V)]
+        a32 = [tirx.BufferLoad(acc32, [co, acc_at(v)]) for v in range(V)]
+
+        def each(fn):
+            stmts = [fn(v) for v in range(V)]
+            return stmts[0] if V == 1 else tirx.SeqStmt(stmts)
+
+        if cfg.acc_dtype == "int16":
+            parts = [tirx.Var(f"s{v}", i16) for v in range(V)]
+            return tirx.SeqStmt([*(tirx.Bind(p, s) for p, s in zip(parts, sums)), tirx.IfThenElse(
+                b == 0, each(lambda v: tirx.BufferStore(acc16, parts[v], [co, acc_at(v)])),
+                tirx.IfThenElse(
+                    b == nb - 1, each(lambda v: finish(co, v, tirx.Add(a16[v], parts[v]))),
+                    each(lambda v: tirx.BufferStore(acc16, tirx.Add(a16[v], parts[v]),
+                                                    [co, acc_at(v)]))))])
+        cb = cfg.chunk_blocks
+        in_chunk = b % cb
+        parts = [tirx.Var(f"part{v}", i16) for v in range(V)]
+        binds = [tirx.Bind(parts[v], tirx.Select(in_chunk == 0, sums[v],
+                                                  tirx.Add(a16[v], sums[v])))
+                 for v in range(V)]
+
+        def wide(v):
+            return tirx.Cast(i32, parts[v])
+
+        chunk_end = tirx.IfThenElse(
+            b == nb - 1, each(lambda v: finish(co, v, tirx.Add(a32[v], wide(v)))),
+            tirx.IfThenElse(
+                b < cb, each(lambda v: tirx.BufferStore(acc32, wide(v), [co, acc_at(v)])),
+                each(lambda v: tirx.BufferStore(acc32, tirx.Add(a32[v], wide(v)),
+                                                [co, acc_at(v)]))))
+        return tirx.SeqStmt([*binds, tirx.IfThenElse(
+            tirx.Or(in_chunk == cb - 1, b == nb - 1), chunk_end,
+            each(lambda v: tirx.BufferStore(acc16, parts[v], [co, acc_at(v)])))])
+
+    b = tirx.Var("b", "int32")
+    co = tirx.Var("co", "int32")
+    block = tirx.SeqStmt([build_tables(b), tirx.For(co, 0, cc, tirx.ForKind.SERIAL,
+                                                    co_body(b, co))])
+    per_image = pgroups * cfg.co_split
+    body = [tirx.Bind(n, t // per_image if n_batch > 1 else _i32(0)),
+            tirx.Bind(pg, t % per_image // cfg.co_split),
+            tirx.Bind(co0, t % cfg.co_split * cc)]
+    # the last vector is shifted back to end at HW; vectors past the pixels repeat it
+    body += [tirx.Bind(starts[v], tirx.min((pg * V + v) * L, hw - L)) for v in range(V)]
+    body.append(tirx.AllocBuffer(table))
+    if nb > 1:
+        body.append(tirx.AllocBuffer(acc16))
+    if nb > 1 and cfg.acc_dtype == "int32":
+        body.append(tirx.AllocBuffer(acc32))
+    body.append(tirx.For(b, 0, nb, tirx.ForKind.SERIAL, block))
+    loop = tirx.For(t, 0, n_batch * per_image, tirx.ForKind.PARALLEL, tirx.SeqStmt(body))
+    root = s_tir.SBlockRealize([], True, s_tir.SBlock([], [], [], "root", loop))
+    return func.with_body(root).with_attr("tirx.is_scheduled", True).without_attr(
+        "global_symbol")
+
+
+def lut_ref(x: np.ndarray, idx: np.ndarray, cfg: LutConfig, bias: np.ndarray, rq: Requant,
+            magnitude: np.ndarray | None = None) -> np.ndarray:
+    """numpy model of the kernel's own algorithm (tables, int16 block sums, accumulator
+    dtype), raising OverflowError if any int16 value it forms does not fit; on NC(HW) x."""
+    from .requant import requant_np
+
+    n_batch, cin = x.shape[:2]
+    xs = x.reshape(n_batch, cin, -1).astype(np.int64)
+    hw = xs.shape[2]
+    xp = np.concatenate([xs, np.repeat(xs[:, -1:], cfg.padded_cin - cin, axis=1)], axis=1)
+    groups = xp.reshape(n_batch, -1, cfg.g, hw)  # [N, G, g, HW]
+    digits = np.array([[(e // 3 ** k) % 3 for k in range(cfg.g)] for e in range(cfg.entries)])
+    coef = np.select([digits == 1, digits == 2], [1, -1], 0)  # [E, g]
+    tables = np.einsum("ek,ngkp->ngep", coef, groups)  # [N, G, E, HW]
+    lo, hi = -32768, 32767
+
+    def checked(v, what):
+        if v.min(initial=0) < lo or v.max(initial=0) > hi:
+            raise OverflowError(f"{what} overflows int16")
+        return v
+
+    total = np.zeros((n_batch, idx.shape[0], hw), np.int64)
+    part = np.zeros_like(total)
+    gb, cb = cfg.groups_per_block, cfg.chunk_blocks
+    for b in range(cfg.blocks):
+        sel = idx[:, b * gb:(b + 1) * gb].astype(np.int64) // cfg.index_scale  # [Cout, gb]
+        rows = tables[:, b * gb + np.arange(gb)[None, :], sel]  # [N, Cout, gb, HW]
+        s = checked(rows.sum(axis=2), "a block sum")
+        part = s if b % cb == 0 else checked(part + s, "a chunk sum")
+        if b % cb == cb - 1 or b == cfg.blocks - 1:
+            total += part
+    if cfg.acc_dtype == "int16":
+        checked(total, "the int16 accumulator")
+    if magnitude is not None:
+        total = total * magnitude.astype(np.int64)[None, :, None]
+    total = total + bias.astype(np.int64)[None, :, None]
+    return requant_np(total.astype(np.int32), rq)
+
+
+
+def table_adds_per_group(g: int) -> int:
+    """Vector adds/subtracts that build one group's table: every entry but 0 and the g
+    plain input rows."""
+    return 3 ** g - 1 - g
+
+
+def summary_details(cfg: LutConfig, signs: np.ndarray) -> dict:
+    """What ``summary()`` shows for a table-lookup layer.  ``adds``: vector adds per pixel
+    vector for the whole layer (table building, one add per table row an output sums, the
+    int16 / int32 accumulation), the count that really runs, beside ``nnz``, the nonzero
+    weights (one add each in the paper's counting)."""
+    s = np.asarray(signs).reshape(np.shape(signs)[0], -1)
+    cout = s.shape[0]
+    groups = cfg.groups_per_block * cfg.blocks
+    nnz = int(np.count_nonzero(s))
+    chunks = -(-cfg.blocks // cfg.chunk_blocks)
+    adds = (table_adds_per_group(cfg.g) * groups * cfg.co_split
+            + cout * (groups - 1) + (cout * (chunks - 1) if cfg.acc_dtype == "int32" else 0))
+    return {"form": "table-lookup", "nnz": nnz, "adds": adds,
+            "adds_per_output": round(adds / cout, 1), "nnz_per_output": round(nnz / cout, 1),
+            "acc_dtype": cfg.acc_dtype, "lanes": cfg.lanes, "channels_per_add": cfg.g,
+            "weight_bytes": cout * groups, "bits_per_weight": round(8 * groups / s.shape[1], 2)}
