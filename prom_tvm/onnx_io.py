@@ -4,11 +4,13 @@
 (missing, a folder, not ONNX, truncated, invalid) becomes a ``ValueError`` that names the file and
 the problem, before TVM sees the model. Input shapes must be static to compile; dynamic dims need
 ``input_shapes={"name": (...)}`` from the caller, and this module says so. 4- and 2-bit weight
-initializers (opset 21/25), which TVM's importer cannot read, are widened to int8/uint8 here.
+initializers (opset 21/25), which TVM's importer cannot read, are checked and widened to int8/uint8
+here, in the integer units the layer's bias says (see ``unpack_subbyte_weights``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +20,15 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-__all__ = ["input_dtypes", "input_shapes", "load_onnx", "output_step", "unpack_subbyte_weights"]
+__all__ = [
+    "check_subbyte_tensor",
+    "input_dtypes",
+    "input_shapes",
+    "load_onnx",
+    "output_step",
+    "tensor_data_bytes",
+    "unpack_subbyte_weights",
+]
 
 # Domains onnx's full check (strict shape inference) knows; other domains get the structural check.
 _STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
@@ -291,6 +301,9 @@ def unpack_subbyte_weights(model: onnx.ModelProto) -> onnx.ModelProto:
                 )
     if not sub:
         return model
+    for t in sub.values():
+        check_subbyte_tensor(t)
+    _check_subbyte_scales(model, sub)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     for t in out.graph.initializer:
@@ -300,4 +313,192 @@ def unpack_subbyte_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     for v in out.graph.input:  # old exporters list initializers as inputs too
         if v.name in sub and v.type.tensor_type.elem_type in _SUBBYTE:
             v.type.tensor_type.elem_type = _SUBBYTE[v.type.tensor_type.elem_type]
+    _restore_integer_units(out, set(sub))
     return out
+
+
+_SUBBYTE_BITS = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4,
+                 onnx.TensorProto.INT2: 2, onnx.TensorProto.UINT2: 2}
+
+
+def check_subbyte_tensor(t: onnx.TensorProto) -> None:
+    """Raise a ``ValueError`` naming ``t`` when a 4- or 2-bit tensor's packed data does not fit
+    its dims (ONNX packs 2 or 4 values per byte, low bits first; ``ceil(n * bits / 8)`` bytes in
+    ``raw_data``, or as many ``int32_data`` entries of one byte each). Other tensors pass.
+
+    onnx's ``numpy_helper`` reads a too-long ``int32_data`` silently and reports a too-short
+    one without the tensor's name; onnxruntime refuses both ("Unexpected number of packed int4
+    pairs").
+    """
+    bits = _SUBBYTE_BITS.get(t.data_type)
+    if bits is None:
+        return
+    what = f"initializer {t.name!r} ({_type_name(t.data_type)}, dims {list(t.dims)})"
+    if any(d < 0 for d in t.dims):
+        raise ValueError(f"{what} has a negative dim")
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return  # its bytes live in another file; onnx.load reads them in (and clears this)
+    n = math.prod(t.dims)
+    need = (n * bits + 7) // 8
+    per_byte = 8 // bits
+    others = [f for f in ("float_data", "int64_data", "double_data", "uint64_data", "string_data")
+              if len(getattr(t, f))]
+    if others:
+        raise ValueError(f"{what} stores its values in {others[0]}; {_type_name(t.data_type)} "
+                         "data goes in raw_data or int32_data, packed")
+    if t.raw_data or not t.int32_data:
+        have, field = len(t.raw_data), "bytes of raw_data"
+    else:
+        have, field = len(t.int32_data), "int32_data entries"
+        if any(not 0 <= v <= 255 for v in t.int32_data):
+            raise ValueError(f"{what}: int32_data entries must be packed bytes 0..255")
+    if have != need:
+        raise ValueError(
+            f"{what} has {have} {field} for {n} values; {_type_name(t.data_type)} packs "
+            f"{per_byte} values per byte, so it needs {need}: the tensor is truncated or its "
+            "dims are wrong")
+
+
+_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "string_data", "int64_data",
+                "double_data", "uint64_data")
+
+
+def tensor_data_bytes(t: onnx.TensorProto) -> int:
+    """Bytes a tensor's values take in the file: its ``raw_data``, or the encoded typed field
+    (protobuf varints for ``int32_data`` ...); name and dims not counted."""
+    if t.raw_data:
+        return len(t.raw_data)
+    bare = onnx.TensorProto()
+    bare.CopyFrom(t)
+    for f in _DATA_FIELDS:
+        bare.ClearField(f)
+    return t.ByteSize() - bare.ByteSize()
+
+
+def _check_subbyte_scales(model: onnx.ModelProto, sub: dict[str, onnx.TensorProto]) -> None:
+    """A 4/2-bit weight's DequantizeLinear: axis in range, one scale (and zero point) per
+    channel along it."""
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in sub:
+            continue
+        t = sub[node.input[0]]
+        rank = len(t.dims)
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        block = next((a.i for a in node.attribute if a.name == "block_size"), 0)
+        where = f"DequantizeLinear node {node.name or '<unnamed>'!r} of {t.name!r} (dims " \
+                f"{list(t.dims)})"
+        for pos in (1, 2):
+            if len(node.input) <= pos or node.input[pos] not in inits:
+                continue
+            p = inits[node.input[pos]]
+            size = math.prod(p.dims)
+            if size == 1 or block:
+                continue
+            if not -rank <= axis < rank:
+                raise ValueError(f"{where}: axis={axis} is out of range for a rank-{rank} weight")
+            if size != t.dims[axis]:
+                label = "scale" if pos == 1 else "zero point"
+                raise ValueError(f"{where}: {size} {label} values {node.input[pos]!r} for "
+                                 f"{t.dims[axis]} channels along axis {axis}")
+
+
+def _restore_integer_units(model: onnx.ModelProto, widened: set[str]) -> None:
+    """Give a widened 2/4-bit weight back the integer units its layer's bias is written in.
+
+    ``python -m prom_tvm.pack`` stores onnxruntime's ternary ``{-127, 0, 127}`` (scale ``s``)
+    as INT2 ``{-1, 0, 1}`` with scale ``s' = fp32(127 s)``: the same dequantized floats, but the
+    int32 bias keeps its scale ``fp32(s_x s)``, 127 times finer than ``s_x s'``. Read as it
+    stands, the layer's integer accumulator would be in units of ``s_x s'`` and the bias would
+    have to be rounded to them. So, per output channel, ``k = s' s_x / s_bias`` (an integer) is
+    multiplied back into the codes and ``s'`` divided out, choosing the float32 ``c`` near
+    ``s' / k`` with ``fp32(k c) == s'`` (every dequantized value unchanged, checked) and
+    ``fp32(s_x c) == s_bias`` (the bias in accumulator units): the int8 layer the file was
+    packed from, so ``build`` compiles the same kernels with the same outputs. A layer for
+    which that does not hold exactly is left as widened.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    uses: dict[str, int] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            uses[name] = uses.get(name, 0) + 1
+
+    def dq_inputs(name: str):
+        node = producer.get(name)
+        if node is None or node.op_type != "DequantizeLinear" or len(node.input) < 2:
+            return None
+        if any(a.name == "block_size" and a.i for a in node.attribute):
+            return None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        return node, axis
+
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3:
+            continue
+        w, b, x = (dq_inputs(node.input[i]) for i in (1, 2, 0))
+        if w is None or b is None or x is None or w[0].input[0] not in widened:
+            continue
+        names = [w[0].input[0], w[0].input[1], b[0].input[0], b[0].input[1], x[0].input[1]]
+        if not all(n in inits for n in names) or uses.get(names[0]) != 1 or \
+                uses.get(names[1]) != 1:
+            continue
+        restored = _restore_layer(*(numpy_helper.to_array(inits[n]) for n in names),
+                                  w[1], w[0], inits)
+        if restored is not None:
+            q, scale = restored
+            inits[names[0]].CopyFrom(numpy_helper.from_array(q, names[0]))
+            inits[names[1]].CopyFrom(numpy_helper.from_array(scale, names[1]))
+
+
+def _restore_layer(q, scale, bq, bias_scale, x_scale, axis, dq, inits):
+    """(codes, scale) in the bias's units for one layer, or None (see _restore_integer_units)."""
+    if q.dtype != np.int8 or scale.dtype != np.float32 or bias_scale.dtype != np.float32:
+        return None
+    if x_scale.size != 1 or q.ndim < 1 or not -q.ndim <= axis < q.ndim:
+        return None
+    cout = q.shape[axis]
+    if scale.size != cout or bias_scale.size != cout or bq.size != cout:
+        return None
+    if len(dq.input) > 2 and dq.input[2] in inits and numpy_helper.to_array(
+            inits[dq.input[2]]).any():
+        return None  # asymmetric weights: the integer kernels do not take them anyway
+    sx = np.float32(x_scale.reshape(()))
+    s = scale.reshape(-1)
+    bs = bias_scale.reshape(-1)
+    if not (np.isfinite(s).all() and (s > 0).all() and (bs > 0).all() and sx > 0):
+        return None
+    codes = np.moveaxis(q, axis, 0).reshape(cout, -1)
+    ratio = s.astype(np.float64) * np.float64(sx) / bs.astype(np.float64)
+    k = np.rint(ratio)
+    if np.all(k == 1) or np.any(k < 1) or np.any(np.abs(ratio - k) > 1e-5 * k):
+        return None
+    top = np.abs(codes.astype(np.int64)).max(axis=1)
+    if np.any(k * top > 127):
+        return None
+    new = s.copy()
+    for c in np.flatnonzero(k > 1):
+        found = _unit_scale(s[c], np.float32(k[c]), sx, bs[c])
+        if found is None:
+            return None
+        new[c] = found
+    wide = codes.astype(np.int64) * k.astype(np.int64)[:, None]
+    same = (wide.astype(np.float32) * new[:, None]) == (codes.astype(np.float32) * s[:, None])
+    if not same.all():
+        return None
+    shape = [q.shape[axis]] + [d for i, d in enumerate(q.shape) if i != axis % q.ndim]
+    out = np.moveaxis(wide.astype(np.int8).reshape(shape), 0, axis)
+    return np.ascontiguousarray(out), new.reshape(scale.shape)
+
+
+def _unit_scale(s: np.float32, k: np.float32, sx: np.float32, bs: np.float32):
+    """The float32 c within a few ulps of s / k with k * c == s and sx * c == bs (float32)."""
+    c0 = np.float32(s / k)
+    for j in (0, -1, 1, -2, 2, -3, 3, -4, 4):
+        c = c0
+        step = np.float32(np.inf) if j > 0 else np.float32(-np.inf)
+        for _ in range(abs(j)):
+            c = np.nextafter(c, step)
+        if np.float32(k * c) == s and np.float32(sx * c) == bs:
+            return c
+    return None

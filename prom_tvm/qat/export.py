@@ -8,13 +8,18 @@ TorchScript exporter, then replace each weight / bias initializer by its integer
 ``DequantizeLinear``:
 
 - weights: int8 (ternary layers hold only -1, 0, +1), float32 scale per output channel,
-  int8 zero point 0, ``axis=0``;
+  int8 zero point 0, ``axis=0``; at opset >= 25 the ternary layers' codes (and zero points)
+  are ONNX ``INT2`` instead, four to a byte (``ternary_dtype``);
 - biases: int32 with scale ``s_x * s_w[c]`` (float32), zero point 0, ``axis=0``.
 
 Then ``onnx_cleanup`` makes quantization parameters initializers and drops each ReLU / ReLU6
 that the next ``QuantizeLinear`` already clamps (exactly).  The result has the layout
 onnxruntime's ``quantize_static`` writes (see ``docs/qdq_patterns.md``), which both onnxruntime
 and ``prom_tvm.build`` run.
+
+torch's TorchScript exporter writes at most opset 20; a higher ``opset`` is reached after the
+export with onnx's version converter (``prom_tvm.pack.raise_opset``, checked by
+``onnx.checker``), with the IR version the 2-bit type needs (13).
 """
 
 from __future__ import annotations
@@ -32,10 +37,14 @@ import torch
 from onnx import helper, numpy_helper
 from torch import fx, nn
 
+from prom_tvm.pack import INT2_IR, INT2_OPSET, raise_opset
 from prom_tvm.qat.modules import ActivationQuant, QuantConv2d, QuantLinear
 from prom_tvm.qat.onnx_cleanup import constants_to_initializers, drop_redundant_activations
 from prom_tvm.qat.prepare import is_prepared, quantized_layers
 from prom_tvm.qat.quantizers import dequantize_weight
+
+_TORCH_MAX_OPSET = 20  # torch.onnx's TorchScript exporter
+TERNARY_DTYPES = ("auto", "int8", "int2")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class _LayerCodes:
     weight_scale: np.ndarray  # float32 [Cout]
     bias: np.ndarray | None  # int32 [Cout]
     bias_scale: np.ndarray | None  # float32 [Cout]
+    ternary: bool = False  # the layer's weight format is ternary
 
 
 class _ExportActivationQuant(nn.Module):
@@ -65,6 +75,7 @@ def export_onnx(
     *,
     opset: int = 17,
     dynamic_batch: bool = True,
+    ternary_dtype: str = "auto",
 ) -> onnx.ModelProto:
     """Export a model returned by ``prom_tvm.qat.prepare`` (and trained) as QDQ ONNX.
 
@@ -77,9 +88,15 @@ def export_onnx(
     path : str or PathLike
         Where the ``.onnx`` file goes.
     opset : int
-        ONNX opset, at least 13 (per-channel ``DequantizeLinear``).
+        ONNX opset, at least 13 (per-channel ``DequantizeLinear``). The default 17 is read by
+        every runtime of the last years; 25 gives 2-bit ternary weights.
     dynamic_batch : bool
         Keep the batch dimension symbolic (``"batch"``) instead of ``example_input``'s.
+    ternary_dtype : {"auto", "int8", "int2"}
+        How ternary weights are stored: ``"int2"`` (ONNX INT2, four per byte; needs
+        ``opset >= 25``), ``"int8"`` (one byte each, any opset), or ``"auto"`` (default):
+        INT2 when ``opset >= 25``, else int8. The dequantized values are the same either way;
+        ``python -m prom_tvm.pack`` turns an int8 file into the INT2 one later.
 
     Returns
     -------
@@ -88,6 +105,14 @@ def export_onnx(
     """
     if opset < 13:
         raise ValueError(f"opset must be >= 13 (per-channel DequantizeLinear), got {opset}")
+    if ternary_dtype not in TERNARY_DTYPES:
+        raise ValueError(f"ternary_dtype must be one of {TERNARY_DTYPES}, got {ternary_dtype!r}")
+    if ternary_dtype == "int2" and opset < INT2_OPSET:
+        raise ValueError(
+            f"ternary_dtype='int2' needs opset >= {INT2_OPSET} (ONNX's INT2 type), got "
+            f"opset={opset}: pass opset={INT2_OPSET}, or ternary_dtype='int8' for runtimes that "
+            f"read only older opsets")
+    int2 = ternary_dtype == "int2" or (ternary_dtype == "auto" and opset >= INT2_OPSET)
     if not is_prepared(model):
         raise ValueError(
             f"{type(model).__name__} was never prepared: call prom_tvm.qat.prepare(model) and "
@@ -104,7 +129,8 @@ def export_onnx(
         with warnings.catch_warnings():  # the TorchScript exporter is deprecated, not gone
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                    twin, (example_input,), str(float_path), dynamo=False, opset_version=opset,
+                    twin, (example_input,), str(float_path), dynamo=False,
+                opset_version=min(opset, _TORCH_MAX_OPSET),
                 input_names=["input"], output_names=["logits"], do_constant_folding=True,
                 # True skips the exporter's merging of equal-valued initializers (two all-zero
                 # biases would share one name); the inputs it adds are removed below
@@ -119,6 +145,10 @@ def export_onnx(
     _store_integer_codes(proto, codes)
     constants_to_initializers(proto.graph)
     drop_redundant_activations(proto.graph)
+    if opset > _TORCH_MAX_OPSET:
+        proto = raise_opset(proto, opset, INT2_IR if int2 else proto.ir_version)
+    if int2:
+        _ternary_codes_to_int2(proto, codes)
     proto.producer_name = "prom_tvm.qat"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
@@ -167,7 +197,8 @@ def _freeze_layer(m: QuantConv2d | QuantLinear,
     layer = _LayerCodes(
         weight=w_codes.to(torch.int8).numpy(), weight_scale=w_scale.numpy().astype(np.float32),
         bias=None if b is None else b[0].to(torch.int32).numpy(),
-        bias_scale=None if b is None else b[1].numpy().astype(np.float32))
+        bias_scale=None if b is None else b[1].numpy().astype(np.float32),
+        ternary=m.weight_format == "ternary")
     return layer, plain
 
 
@@ -221,3 +252,18 @@ def _dequantized_initializer(graph: onnx.GraphProto, inits: dict[str, onnx.Tenso
         "DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"],
         [name], name=f"{name}_DequantizeLinear", axis=axis)
 
+
+
+def _ternary_codes_to_int2(proto: onnx.ModelProto, codes: dict[str, _LayerCodes]) -> None:
+    """Ternary layers' weight codes and zero points as INT2 (same values, four per byte)."""
+    int2 = helper.tensor_dtype_to_np_dtype(onnx.TensorProto.INT2)
+    inits = {t.name: t for t in proto.graph.initializer}
+    for layer, c in codes.items():
+        if not c.ternary:
+            continue
+        for name in (f"{layer}.weight_quantized", f"{layer}.weight_zero_point"):
+            values = numpy_helper.to_array(inits[name])
+            if np.abs(values.astype(np.int64)).max(initial=0) > 1:
+                raise RuntimeError(f"export_onnx: ternary layer {layer!r} has codes outside "
+                                   "{-1, 0, 1} (please report this with the model)")
+            inits[name].CopyFrom(numpy_helper.from_array(values.astype(int2), name))
