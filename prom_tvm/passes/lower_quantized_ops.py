@@ -175,14 +175,17 @@ class _Lowering(relax.PyExprMutator):
             cfg = tl.choose_config(cin, cout, h * w, x.dtype, ts.lanes_from_options(self.options),
                                    tern.signs, g=int(self.options.get("lut_group", 3)))
             idx = tl.pack_indices(tern.signs, cfg)
-            func = tl.lut_primfunc(cfg, n, cin, cout, h * w, x.dtype, rq, magnitude is not None,
+            uniform = magnitude is not None and bool(np.all(magnitude == magnitude[0]))
+            mag_arg = (None if magnitude is None else int(magnitude[0]) if uniform
+                       else "per-channel")
+            func = tl.lut_primfunc(cfg, n, cin, cout, h * w, x.dtype, rq, mag_arg,
                                    float_rescale).with_attr("op_pattern", 8)
             details.update(tl.summary_details(cfg, tern.signs))
             details["note"] = (f"table lookup, {cfg.g} channels per add, acc {cfg.acc_dtype}")
             # layers of one shape share the code: the weights are the idx argument
             gv = self.builder_.add_func(func, f"prom_ternary_lut_{cin}_{cout}_{h * w}")
             lut_args = [x3, relax.const(idx), relax.const(bias), relax.const(rq.scale)]
-            if magnitude is not None:
+            if mag_arg == "per-channel":
                 lut_args.append(relax.const(magnitude))
             y = relax.call_tir(gv, lut_args,
                                out_ty=relax.TensorType((n, cout, h * w), rq.out_dtype))

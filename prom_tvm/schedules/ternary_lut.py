@@ -185,12 +185,18 @@ def _i32(v: int):
 
 
 def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_dtype: str,
-                 rq: Requant, with_magnitude: bool, float_rescale: bool) -> tirx.PrimFunc:
+                 rq: Requant, magnitude: int | str | None, float_rescale: bool
+                 ) -> tirx.PrimFunc:
     """The scheduled PrimFunc main(x, idx, bias, scale[, magnitude], out).
 
     idx: ``pack_indices(signs, cfg)``; bias int32 [Cout] with the zero-point correction
-    folded in (as for ``ternary_conv1x1_compute``); magnitude int32 [Cout] or absent.
+    folded in (as for ``ternary_conv1x1_compute``).  ``magnitude``: None for {-1, 0, 1}
+    weights, an int when every channel has the same integer magnitude (onnxruntime's 127:
+    an immediate, no argument), "per-channel" for an int32 [Cout] argument.
     """
+    if not (magnitude is None or magnitude == "per-channel" or isinstance(magnitude, int)):
+        raise ValueError(f"magnitude must be None, an int or 'per-channel', got {magnitude!r}")
+    with_magnitude = magnitude == "per-channel"
     from .ternary_specialized import _epilogue
 
     L, g, gb, nb, V = cfg.lanes, cfg.g, cfg.groups_per_block, cfg.blocks, cfg.vectors
@@ -257,7 +263,8 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
 
     def finish(co, v: int, total) -> tirx.Stmt:
         c = co0 + co
-        mag = tirx.BufferLoad(cbufs[2], [c]) if with_magnitude else None
+        mag = (tirx.BufferLoad(cbufs[2], [c]) if with_magnitude
+               else None if magnitude is None else _i32(magnitude))
         y = _epilogue(total, L, tirx.BufferLoad(cbufs[0], [c]),
                       tirx.BufferLoad(cbufs[1], [c]), mag, rq, float_rescale)
         return tirx.BufferStore(ob, y, [n, c, tirx.Ramp(starts[v], 1, L)])

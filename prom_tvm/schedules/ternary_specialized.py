@@ -386,22 +386,21 @@ def specialized_ref(x: np.ndarray, plan: SpecializedPlan, bias: np.ndarray, rq: 
 # traffic) + BYTES_PER_OUTPUT per output channel (the epilogue) (fit over MobileNetV2's
 # shapes, random 50%-density weights: 16->96 16.5 kB, 32->192 42.8 kB, 192->32 29.1 kB,
 # 64->384 121.5 kB, 384->64 103 kB).  The time it saves grows with pixels x adds, so the
-# speed gained per byte of code grows with the pixels: measured (1 thread, vs the
-# index-list kernel) 16->96@112 saves ~170 µs for 16.5 kB, 192->32@28 ~16 µs for 29 kB,
-# but 64->384@14 ~31 µs for 121 kB and 384->64@14 ~13 µs for 103 kB (and 23 s of build).
-# The layers at 28x28 and above need <= 56 B/pixel at 50% density (<= 66 B/pixel at the
-# 67% of the PROM MobileNetV2), the first 14x14 layer 270 B/pixel (360); the budget of 128
-# B/pixel sits in that gap: 12 of 34 layers, ~0.32 MB of code (50%), ~8 s of build.
-# build(options={"specialize_bytes_per_pixel": 1000}) also takes the 14x14 layers up to
-# MAX_WEIGHTS (192->64, 64->384, 384->64: measured alone 16 / 26 / 36 µs against 22 / 54 /
-# 43 with index lists and 17 / 34 / 23 for onnxruntime int8).  On the whole PROM
-# MobileNetV2 that is 20 instead of 12 layers, 1.34x instead of 1.44x onnxruntime int8 in
-# the same run, but 55 s instead of 11 s of build (planning a 384-input layer takes ~8 s in
-# Python) and +0.14 MB of library, so it is not the default.
+# speed gained per byte of code grows with the pixels.  The alternative is the table-lookup
+# kernel (``ternary_lut``: 2.67 bits per weight of data, ~8 kB of code per shape), measured
+# against it, 1 thread (µs, specialized / table lookup; saved µs per kB of code):
+# 32->16@112 33 / 87 (12), 16->96@112 131 / 227 (5.8), 96->24@56 21 / 63 (2.7),
+# 144->24@56 27 / 85 (2.7), 24->144@56 55 / 88 (1.2); at 28x28 only 0.3-0.5 µs per kB
+# (32->192: ~20 / 34 for 52 kB; 192->32: 14.5 / 34 for 38 kB).  A budget of 16 B/pixel
+# keeps the 56x56 and 112x112 layers (<= 9 B/pixel at the PROM MobileNetV2's 67% density)
+# and gives the 28x28 ones (>= 37 B/pixel) to the table kernel: 6 of 34 layers, ~0.14 MB
+# of code, where a 128 B/pixel budget took 12 layers and 0.36 MB for ~0.1 ms (3%) of the
+# network's time -- bytes that the 2.6 MB storage goal of the whole library cannot spare.
+# build(options={"specialize_bytes_per_pixel": 128}) restores that trade.
 # MAX_WEIGHTS bounds the build time (planning grows faster than linearly with the weights).
 BYTES_PER_NONZERO = 8.5
 BYTES_PER_OUTPUT = 90
-MAX_CODE_BYTES_PER_PIXEL = 128
+MAX_CODE_BYTES_PER_PIXEL = 16
 MAX_WEIGHTS = 24576
 
 
