@@ -21,7 +21,7 @@ from typing import Any
 
 import onnx
 
-from prom_tvm.energy_layers import KINDS, LayerCensus, census, load_model
+from prom_tvm.energy_layers import KINDS, LayerCensus, census, load_model, measured_storage
 
 __all__ = [
     "ENERGY_PJ",
@@ -105,8 +105,11 @@ def analyze_model(
         JSON-serializable: ``layers`` (one dict per Conv / Gemm / MatMul), ``totals``,
         ``total_energy_pj``, ``fp16_energy_pj``, ``energy_ratio_vs_fp16``, ``storage_bits``,
         ``fp16_storage_bits``, ``storage_ratio_vs_fp16``, ``weight_storage_ratio_vs_fp16``,
-        ``cost_model``, ``energy_table_pj``, ``energy_table_source`` and ``assumptions``
-        (list of str, every choice behind the numbers).
+        ``cost_model``, ``energy_table_pj``, ``energy_table_source``, ``measured`` (bytes of
+        the file, the serialized model, all initializers and the layers' initializers, as
+        stored: ``energy_layers.measured_storage``), ``measured_storage_ratio_vs_fp16`` (float16
+        parameters over the file's bytes) and ``assumptions`` (list of str, every choice
+        behind the numbers).
     """
     cost = cost or CostModel()
     proto, label = load_model(model)
@@ -138,6 +141,10 @@ def analyze_model(
         "storage_ratio_vs_fp16": _ratio(fp16_bits, bits),
         "weight_storage_ratio_vs_fp16": _ratio(fp16_weight_bits, weight_bits),
     }
+    measured = measured_storage(proto, None if isinstance(model, onnx.ModelProto) else model)
+    report["measured"] = measured
+    on_disk = measured["file_bytes"] or measured["model_bytes"]
+    report["measured_storage_ratio_vs_fp16"] = _ratio(fp16_bits / 8, on_disk)
     report["assumptions"] = _assumptions(report, found, notes)
     return report
 

@@ -24,12 +24,15 @@ __all__ = [
     "census",
     "is_ternary_per_channel",
     "load_model",
+    "measured_storage",
 ]
 
 KINDS = ("ternary-1x1", "int8-conv", "depthwise", "dense", "float")
 
 # Bits one element takes as stored, by ONNX tensor type.
 _BITS = {
+    TensorProto.INT2: 2,
+    TensorProto.UINT2: 2,
     TensorProto.INT4: 4,
     TensorProto.UINT4: 4,
     TensorProto.INT8: 8,
@@ -301,6 +304,40 @@ def _fix_input_shapes(model: onnx.ModelProto, label: str) -> tuple[onnx.ModelPro
                 "onnx.tools.update_model_dims)"
             )
     return fixed, notes
+
+
+def measured_storage(
+    model: onnx.ModelProto, path: str | Path | None = None
+) -> dict[str, int | None]:
+    """What the model really takes, in bytes: the file on disk (None for a ModelProto), the
+    serialized model, every initializer's data, and the data of the initializers the Conv /
+    Gemm / MatMul layers read (weights and biases, through DequantizeLinear, with their scales
+    and zero points) -- the measured counterpart of the report's computed storage."""
+    from prom_tvm.onnx_io import tensor_data_bytes
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    layer_inits: set[str] = set()
+    for node in g.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or node.domain not in ("", "ai.onnx"):
+            continue
+        todo = list(node.input[1:])
+        for _ in range(16 * max(1, len(todo))):  # through DQ / Identity / Reshape ...
+            if not todo:
+                break
+            name = todo.pop()
+            if name in inits:
+                layer_inits.add(name)
+            elif name in producer and producer[name].op_type in (
+                    "DequantizeLinear", "Identity", "Reshape", "Transpose", "Cast"):
+                todo.extend(producer[name].input)
+    return {
+        "file_bytes": Path(path).stat().st_size if path is not None else None,
+        "model_bytes": model.ByteSize(),
+        "initializer_bytes": sum(tensor_data_bytes(t) for t in g.initializer),
+        "layer_initializer_bytes": sum(tensor_data_bytes(inits[n]) for n in layer_inits),
+    }
 
 
 def census(model: onnx.ModelProto, label: str) -> tuple[list[LayerCensus], dict, list[str]]:

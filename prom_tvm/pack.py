@@ -278,8 +278,8 @@ def raise_opset(model: onnx.ModelProto, opset: int, ir_version: int) -> onnx.Mod
     return out
 
 
-def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *,
-                 int4: bool = False) -> tuple[onnx.ModelProto, PackReport]:
+def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *, int4: bool = False,
+                 strip: bool = False) -> tuple[onnx.ModelProto, PackReport]:
     """``model`` with its exactly ternary QDQ weights stored as INT2 (and, with ``int4``, the
     other weights that fit as INT4), every dequantized value unchanged.
 
@@ -292,6 +292,10 @@ def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *,
     int4 : bool
         Also store non-ternary weights as INT4 where their values, divided by the channel's
         greatest common divisor, fit [-8, 7] (with the divisor folded into the scale).
+    strip : bool
+        Also drop what no runtime reads: ``value_info`` (shape annotations, which shape
+        inference recomputes) and the names of QuantizeLinear / DequantizeLinear nodes (layer
+        nodes keep theirs). Tensor names, and so every output, are unchanged.
 
     Returns
     -------
@@ -361,6 +365,19 @@ def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *,
     out = raise_opset(model, INT2_OPSET if has_int2 else INT4_OPSET,
                       INT2_IR if has_int2 else INT4_IR)
     _apply(out, plans, uses)
+    size = out.ByteSize()
+    zero_points = _drop_zero_points(out)
+    dead = _drop_unused(out)
+    tidy = size - out.ByteSize()
+    if strip:
+        size = out.ByteSize()
+        del out.graph.value_info[:]
+        for n in out.graph.node:
+            n.doc_string = ""
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                n.name = ""
+        notes_strip = (f"--strip: dropped value_info and the QuantizeLinear / DequantizeLinear "
+                       f"node names: {size - out.ByteSize():,} bytes")
     onnx_io.load_onnx(out)  # the full check again, now with the packed types
     same = _read_back(model, out, [n for n, _, _ in plans])
     for (node, packed, i), ok in zip(plans, same, strict=True):
@@ -368,13 +385,18 @@ def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *,
                        bytes_after=_weight_bytes(_node_by_output(out, node.output[0]),
                                                  {t.name: t for t in out.graph.initializer}),
                        same_build=ok)
-    notes = ()
+    notes = []
     if opset0 < _opset(out):
-        notes = (f"opset raised from {opset0} to {_opset(out)} (onnx version converter; "
-                 "onnx.checker full check passed)",)
+        notes.append(f"opset raised from {opset0} to {_opset(out)} (onnx version converter; "
+                     "onnx.checker full check passed)")
+    if zero_points or dead:
+        notes.append(f"dropped {zero_points} all-zero weight / bias zero points (ONNX's default) "
+                     f"and {dead} nodes no output depends on: {tidy:,} bytes")
+    if strip:
+        notes.append(notes_strip)
     report = PackReport(tuple(LayerPack(**r) for r in rows), (opset0, _opset(out)),
                         (model.ir_version, out.ir_version), (before_bytes, out.ByteSize()),
-                        fp16, notes)
+                        fp16, tuple(notes))
     return out, report
 
 
@@ -441,6 +463,63 @@ def _apply(model: onnx.ModelProto, plans: list, uses: dict) -> None:
                 inits[name] = model.graph.initializer[-1]
             else:
                 src.CopyFrom(numpy_helper.from_array(values, src.name))
+
+
+def _drop_zero_points(model: onnx.ModelProto) -> int:
+    """Drop the zero point of every constant DequantizeLinear (weights, biases) whose zero
+    point is all zeros: 0 is the default, and a missing zero point leaves the input's integer
+    type as it is. (An activation QuantizeLinear's zero point also sets its output type, and
+    is kept.) Returns how many were dropped."""
+    inits = {t.name: t for t in model.graph.initializer}
+    dropped = 0
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) != 3:
+            continue
+        x, zp = inits.get(node.input[0]), inits.get(node.input[2])
+        if x is None or zp is None or numpy_helper.to_array(zp).astype(np.int64).any():
+            continue
+        del node.input[2]
+        dropped += 1
+    return dropped
+
+
+def _drop_unused(model: onnx.ModelProto) -> int:
+    """Remove nodes whose outputs no graph output depends on (onnxruntime's quantizer leaves
+    the Clip bounds it replaced as Constant nodes) and initializers nothing reads. Graphs with
+    subgraphs (If / Loop / Scan bodies read outer names) are left alone. Returns the number of
+    nodes removed."""
+    graph = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for n in graph.node for a in n.attribute):
+        return 0
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    live: set[int] = set()
+    todo = [o.name for o in graph.output]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        i = producer.get(name)
+        if i is not None and i not in live:
+            live.add(i)
+            todo.extend(graph.node[i].input)
+    keep = [n for i, n in enumerate(graph.node) if i in live]
+    removed = len(graph.node) - len(keep)
+    if removed:
+        del graph.node[:]
+        graph.node.extend(keep)
+    used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for t in unused:
+        graph.initializer.remove(t)
+    names = {t.name for t in unused}
+    inputs = [v for v in graph.input if v.name not in names]
+    if len(inputs) != len(graph.input):
+        del graph.input[:]
+        graph.input.extend(inputs)
+    return removed
 
 
 def _read_back(original: onnx.ModelProto, packed: onnx.ModelProto,
@@ -569,6 +648,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where the packed .onnx goes")
     p.add_argument("--int4", action="store_true",
                    help="also store other weights that fit 4 bits as INT4")
+    p.add_argument("--strip", action="store_true",
+                   help="also drop value_info and QuantizeLinear/DequantizeLinear node names")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running both files in onnxruntime to compare outputs bit for bit")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -588,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-o must name a new file, not the input model")
     try:
         original = onnx_io.load_onnx(args.model)
-        packed, report = pack_ternary(original, int4=args.int4)
+        packed, report = pack_ternary(original, int4=args.int4, strip=args.strip)
     except ValueError as err:
         parser.error(str(err))
     if not report.packed:

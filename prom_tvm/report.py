@@ -94,12 +94,23 @@ def format_report(report: dict[str, Any]) -> str:
         f"{_bytes(report['fp16_storage_bits'])}: "
         f"storage_ratio_vs_fp16 = {report['storage_ratio_vs_fp16']:.2f}x "
         f"(weights alone {report['weight_storage_ratio_vs_fp16']:.2f}x)",
+        _measured_line(report),
         "",
         "assumptions:",
     ]
     for a in report["assumptions"]:
         lines.append(textwrap.fill(a, 100, initial_indent="  - ", subsequent_indent="    "))
     return "\n".join(lines)
+
+
+def _measured_line(report: dict[str, Any]) -> str:
+    """The bytes the model really takes, beside the computed storage line above it."""
+    m = report["measured"]
+    where = "file" if m["file_bytes"] is not None else "serialized"
+    size = m["file_bytes"] if m["file_bytes"] is not None else m["model_bytes"]
+    return (f"measured: {_bytes(size * 8)} {where} ({size:,} B; layer initializers "
+            f"{m['layer_initializer_bytes']:,} B): measured_storage_ratio_vs_fp16 = "
+            f"{report['measured_storage_ratio_vs_fp16']:.2f}x")
 
 
 def plot_energy(report: dict[str, Any], path: str | Path) -> Path:
