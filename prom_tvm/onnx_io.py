@@ -47,6 +47,11 @@ def _check(model: onnx.ModelProto, where: str) -> None:
         )
     if not model.opset_import:
         raise ValueError(f"{where}: ONNX model has no opset_import (truncated or hand-made?)")
+    for t in model.graph.initializer:  # before the checker: its message lacks the layout
+        try:
+            check_subbyte_tensor(t)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
     domains = {op.domain for op in model.opset_import} | {n.domain for n in model.graph.node}
     full = domains <= set(_STANDARD_DOMAINS)
     try:

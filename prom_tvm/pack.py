@@ -185,9 +185,10 @@ def _fold(v: np.ndarray, s: np.ndarray, axis: int | None, factor: np.ndarray) ->
         lambda a: np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1))
     vm = per(v)
     codes = vm // factor[:, None]
-    scale = (factor.astype(np.float32) * s.reshape(-1)).astype(np.float32)
-    old = vm.astype(np.float32) * s.reshape(-1)[:, None]
-    new = codes.astype(np.float32) * scale[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below
+        scale = (factor.astype(np.float32) * s.reshape(-1)).astype(np.float32)
+        old = vm.astype(np.float32) * s.reshape(-1)[:, None]
+        new = codes.astype(np.float32) * scale[:, None]
     same = np.isfinite(scale).all() and np.array_equal(old.view(np.uint32), new.view(np.uint32))
     if axis is None:
         out = codes.reshape(v.shape)
@@ -323,7 +324,7 @@ def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *, int4: bool = Fal
         for pos, name in enumerate(n.input):
             consumers.setdefault(name, []).append((n, pos))
 
-    rows: list[LayerPack] = []
+    rows: list[dict] = []
     plans: list[tuple[onnx.NodeProto, _Packed, int]] = []  # (DQ node, packed, row index)
     fp16 = 0
     for node in model.graph.node:
@@ -369,15 +370,7 @@ def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *, int4: bool = Fal
     zero_points = _drop_zero_points(out)
     dead = _drop_unused(out)
     tidy = size - out.ByteSize()
-    if strip:
-        size = out.ByteSize()
-        del out.graph.value_info[:]
-        for n in out.graph.node:
-            n.doc_string = ""
-            if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
-                n.name = ""
-        notes_strip = (f"--strip: dropped value_info and the QuantizeLinear / DequantizeLinear "
-                       f"node names: {size - out.ByteSize():,} bytes")
+    stripped = _strip_metadata(out) if strip else 0
     onnx_io.load_onnx(out)  # the full check again, now with the packed types
     same = _read_back(model, out, [n for n, _, _ in plans])
     for (node, packed, i), ok in zip(plans, same, strict=True):
@@ -393,7 +386,8 @@ def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *, int4: bool = Fal
         notes.append(f"dropped {zero_points} all-zero weight / bias zero points (ONNX's default) "
                      f"and {dead} nodes no output depends on: {tidy:,} bytes")
     if strip:
-        notes.append(notes_strip)
+        notes.append(f"--strip: dropped value_info and the QuantizeLinear / DequantizeLinear "
+                     f"node names: {stripped:,} bytes")
     report = PackReport(tuple(LayerPack(**r) for r in rows), (opset0, _opset(out)),
                         (model.ir_version, out.ir_version), (before_bytes, out.ByteSize()),
                         fp16, tuple(notes))
@@ -402,36 +396,50 @@ def pack_ternary(model: onnx.ModelProto | str | os.PathLike, *, int4: bool = Fal
 
 def _plan(node: onnx.NodeProto, t: onnx.TensorProto, inits: dict, uses: dict,
           int4: bool) -> _Packed | str | None:
-    """The packed form of one DequantizeLinear weight, a reason it cannot be, or None."""
-    if t.data_type not in _WEIGHT_TYPES:
+    """The packed form of one DequantizeLinear weight; why it cannot be packed (a weight
+    whose values would pack, but its layout does not allow it); or None (nothing to pack)."""
+    if t.data_type in (TensorProto.INT2, TensorProto.UINT2):
+        return "already 2-bit"
+    if t.data_type not in _WEIGHT_TYPES or not _numel(t):
+        return None
+    q = numpy_helper.to_array(t).astype(np.int64)
+    s = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    per_axis = None
+    if s is not None and s.size > 1:
+        if not (q.ndim and -q.ndim <= axis < q.ndim and s.ndim == 1
+                and s.size == q.shape[axis]):
+            return None  # not a per-channel layout this reads (onnx_io names malformed ones)
+        per_axis = axis % q.ndim
+    if not _packable(q, per_axis, int4):
         return None
     if uses.get(t.name, 0) != 1:
         return f"the initializer is read by {uses.get(t.name, 0)} nodes"
     if any(a.name == "block_size" and a.i for a in node.attribute):
         return "blocked quantization (block_size) is not packed"
-    if len(node.input) < 2 or node.input[1] not in inits:
+    if s is None:
         return "its scale is not an initializer"
-    s = numpy_helper.to_array(inits[node.input[1]])
     if s.dtype != np.float32:
         return f"its scale is {s.dtype}; only float32 scales are folded"
     if not (np.isfinite(s).all() and (s > 0).all()):
         return "its scale is not finite and positive"
-    q = numpy_helper.to_array(t).astype(np.int64)
     if len(node.input) > 2 and node.input[2]:
         if node.input[2] not in inits:
             return "its zero point is not an initializer"
         if numpy_helper.to_array(inits[node.input[2]]).astype(np.int64).any():
             return "asymmetric weights (zero point != 0) are not packed"
-    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-    if s.size == 1:
-        per_axis = None
-    elif q.ndim and -q.ndim <= axis < q.ndim and s.ndim == 1 and s.size == q.shape[axis]:
-        per_axis = axis % q.ndim
-    else:
-        return f"{s.size} scales do not match dims {list(q.shape)} along axis {axis}"
-    if q.size == 0:
-        return None
     return _pack_values(q, s, per_axis, int4)
+
+
+def _packable(q: np.ndarray, axis: int | None, int4: bool) -> bool:
+    """Ternary per channel (or, with ``int4``, 4-bit after the channel's common factor)?"""
+    vm = np.abs(q.reshape(1, -1) if axis is None else
+                np.moveaxis(q, axis, 0).reshape(q.shape[axis], -1))
+    top = vm.max(axis=1, keepdims=True)
+    if np.all((vm == 0) | (vm == top)):
+        return True
+    g = np.maximum(np.gcd.reduce(vm, axis=1, keepdims=True), 1)
+    return int4 and bool((vm // g).max() <= 8)
 
 
 def _apply(model: onnx.ModelProto, plans: list, uses: dict) -> None:
@@ -463,6 +471,17 @@ def _apply(model: onnx.ModelProto, plans: list, uses: dict) -> None:
                 inits[name] = model.graph.initializer[-1]
             else:
                 src.CopyFrom(numpy_helper.from_array(values, src.name))
+
+
+def _strip_metadata(model: onnx.ModelProto) -> int:
+    """Drop value_info, node doc strings and Q/DQ node names; returns the bytes saved."""
+    size = model.ByteSize()
+    del model.graph.value_info[:]
+    for n in model.graph.node:
+        n.doc_string = ""
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            n.name = ""
+    return size - model.ByteSize()
 
 
 def _drop_zero_points(model: onnx.ModelProto) -> int:
