@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from prom_tvm.energy import CostModel, analyze_model
-from prom_tvm.report import main
+from prom_tvm.report import format_report, main
 
 pytest.importorskip("onnxruntime")  # the test model is quantized with onnxruntime
 
@@ -140,3 +140,45 @@ def test_float_model_gets_a_float_report(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert set(printed["totals"]["by_kind"]) == {"float"}
     assert printed["energy_ratio_vs_fp16"] == pytest.approx((1.1 + 0.4) / (3.7 + 0.9))
+
+
+# ---------------------------------------------------------------------------------------------
+# measured size: the real file beside the computed storage (issue 10)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_measured_size_of_the_file_beside_the_computed_storage(model_path, tmp_path, capsys):
+    from prom_tvm.onnx_io import tensor_data_bytes
+    from prom_tvm.pack import pack_ternary
+
+    packed_path = tmp_path / "packed.onnx"
+    onnx.save(pack_ternary(model_path)[0], packed_path)
+    reports = {}
+    for path in (model_path, packed_path):
+        assert main([str(path), "--json"]) == 0
+        r = reports[path] = json.loads(capsys.readouterr().out)
+        m = r["measured"]
+        proto = onnx.load(path)
+        assert m["file_bytes"] == os.path.getsize(path) == m["model_bytes"] == proto.ByteSize()
+        assert m["initializer_bytes"] == sum(tensor_data_bytes(t) for t in proto.graph.initializer)
+        assert r["storage_bits"] / 8 < m["layer_initializer_bytes"] < m["initializer_bytes"]
+        assert r["measured_storage_ratio_vs_fp16"] == pytest.approx(
+            r["fp16_storage_bits"] / 8 / m["file_bytes"], rel=1e-12)
+        assert main([str(path)]) == 0
+        text = capsys.readouterr().out
+        assert f"({m['file_bytes']:,} B; layer initializers {m['layer_initializer_bytes']:,} B)" \
+            in text
+        assert f"measured_storage_ratio_vs_fp16 = {r['measured_storage_ratio_vs_fp16']:.2f}x" \
+            in text
+    int8, int2 = reports[model_path], reports[packed_path]
+    assert int2["storage_bits"] <= int8["storage_bits"]  # computed: 2 bits either way
+    assert int2["measured"]["file_bytes"] < 0.6 * int8["measured"]["file_bytes"]
+    assert int2["measured_storage_ratio_vs_fp16"] > 1.6 * int8["measured_storage_ratio_vs_fp16"]
+    assert {r["weight_storage_bits"] for r in int2["layers"] if r["kind"] == "ternary-1x1"} == {2}
+
+
+def test_measured_size_of_a_model_in_memory_has_no_file(model_path):
+    r = analyze_model(onnx.load(model_path))
+    assert r["measured"]["file_bytes"] is None
+    assert r["measured"]["model_bytes"] == os.path.getsize(model_path)
+    assert "serialized" in format_report(r)
