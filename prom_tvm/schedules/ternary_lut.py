@@ -197,13 +197,13 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
     if not (magnitude is None or magnitude == "per-channel" or isinstance(magnitude, int)):
         raise ValueError(f"magnitude must be None, an int or 'per-channel', got {magnitude!r}")
     with_magnitude = magnitude == "per-channel"
-    from .ternary_specialized import _epilogue
+    from .ternary_specialized import _epilogue, span, splat, vec
 
     L, g, gb, nb, V = cfg.lanes, cfg.g, cfg.groups_per_block, cfg.blocks, cfg.vectors
     E = cfg.entries
     func, xb, ib, cbufs, ob = _skeleton(n_batch, cin, cout, hw, gb * nb, x_dtype,
                                         rq.out_dtype, with_magnitude)
-    i16, i32 = f"int16x{L}", f"int32x{L}"
+    i16, i32 = vec("int16", L), vec("int32", L)
     pblocks = -(-hw // L)
     pgroups = -(-pblocks // V)
     cc = cout // cfg.co_split  # outputs per task
@@ -219,7 +219,7 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
     parents = _table_parents(g)
 
     def acc_at(v: int):
-        return tirx.Ramp(_i32(v * L), 1, L)
+        return span(_i32(v * L), L)
 
     def build_tables(block) -> tirx.Stmt:
         j = tirx.Var("j", "int32")
@@ -228,12 +228,12 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
         for v in range(V):
             xs = [tirx.Var(f"x{v}_{k}", i16) for k in range(g)]
             stmts += [tirx.Bind(xs[k], tirx.Cast(i16, tirx.BufferLoad(
-                xb, [n, tirx.min(first + k, cin - 1), tirx.Ramp(starts[v], 1, L)])))
+                xb, [n, tirx.min(first + k, cin - 1), span(starts[v], L)])))
                 for k in range(g)]
-            zero = tirx.Broadcast(tirx.const(0, "int16"), L)
+            zero = splat(tirx.const(0, "int16"), L)
             vals = [zero]
             base = v * region + j * (E * L)
-            stmts.append(tirx.BufferStore(table, zero, [tirx.Ramp(base, 1, L)]))
+            stmts.append(tirx.BufferStore(table, zero, [span(base, L)]))
             for e, (parent, k, sign) in enumerate(parents, start=1):
                 var = tirx.Var(f"e{v}_{e}", i16)
                 if parent == 0:
@@ -243,7 +243,7 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
                 stmts.append(tirx.Bind(var, expr))
                 # the same-type reinterpret keeps TVM's CommonSubexprElim off these chains
                 vals.append(tirx.reinterpret(i16, var))
-                stmts.append(tirx.BufferStore(table, var, [tirx.Ramp(base + e * L, 1, L)]))
+                stmts.append(tirx.BufferStore(table, var, [span(base + e * L, L)]))
         return tirx.For(j, 0, gb, tirx.ForKind.SERIAL, tirx.SeqStmt(stmts))
 
     def block_sums(block, co) -> list:
@@ -252,8 +252,8 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
                for jj in range(gb)]
         out = []
         for v in range(V):
-            rows = [tirx.BufferLoad(table, [tirx.Ramp(v * region + jj * (E * L)
-                                                      + idx[jj] * row_unit, 1, L)])
+            rows = [tirx.BufferLoad(table, [span(v * region + jj * (E * L)
+                                                 + idx[jj] * row_unit, L)])
                     for jj in range(gb)]
             while len(rows) > 1:
                 nxt = [tirx.Add(rows[i], rows[i + 1]) for i in range(0, len(rows) - 1, 2)]
@@ -267,7 +267,7 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
                else None if magnitude is None else _i32(magnitude))
         y = _epilogue(total, L, tirx.BufferLoad(cbufs[0], [c]),
                       tirx.BufferLoad(cbufs[1], [c]), mag, rq, float_rescale)
-        return tirx.BufferStore(ob, y, [n, c, tirx.Ramp(starts[v], 1, L)])
+        return tirx.BufferStore(ob, y, [n, c, span(starts[v], L)])
 
     def co_body(b, co) -> tirx.Stmt:
         """One output's work in block b; the branches depend on b only (predicted)."""

@@ -151,17 +151,31 @@ def _io_buffers(n_batch: int, cin: int, cout: int, hw: int, x_dtype: str, out_dt
     return func, bufs["x"], [bufs[nm] for nm, _ in names], stmt.writes[0].source
 
 
+def vec(dtype: str, lanes: int) -> str:
+    """The TIR dtype of ``lanes`` elements (a scalar for one: TIR has no 1-lane vectors)."""
+    return dtype if lanes == 1 else f"{dtype}x{lanes}"
+
+
+def splat(value, lanes: int):
+    return value if lanes == 1 else tirx.Broadcast(value, lanes)
+
+
+def span(start, lanes: int):
+    """Index of ``lanes`` consecutive elements from ``start``."""
+    return start if lanes == 1 else tirx.Ramp(start, 1, lanes)
+
+
 def _bcast(value, dtype: str, lanes: int):
-    return tirx.Broadcast(tirx.const(value, dtype), lanes)
+    return splat(tirx.const(value, dtype), lanes)
 
 
 def _epilogue(acc, lanes: int, bias, scale, magnitude, rq: Requant, float_rescale: bool):
     """requant_np on a vector of int16/int32 sums; bias / scale / magnitude are the
     channel's scalars (immediates or loads), magnitude None for {-1, 0, 1} weights."""
-    f32, i32 = f"float32x{lanes}", f"int32x{lanes}"
+    f32, i32 = vec("float32", lanes), vec("int32", lanes)
 
     def bc(v, dt):
-        return tirx.Broadcast(tirx.Cast(dt, v), lanes)
+        return splat(tirx.Cast(dt, v), lanes)
 
     if magnitude is not None and float_rescale:
         # |m * sum + bias| < 2**24 was proven: exact in float32, one fma
@@ -191,14 +205,14 @@ def _round_clamp(v, rq: Requant, lanes: int):
     (measured 16->96@112: see the module docstring).
     """
     zp = rq.zero_point
-    i32 = f"int32x{lanes}"
+    i32 = vec("int32", lanes)
     v = tirx.Max(tirx.Min(v, _bcast(float(rq.qmax - zp), "float32", lanes)),
                  _bcast(float(rq.qmin - zp), "float32", lanes))
     even = zp % 2 == 0
     v = tirx.Add(v, _bcast(_MAGIC + (zp if even else 0), "float32", lanes))
     q = tirx.Sub(tirx.reinterpret(i32, v),
                  _bcast(_MAGIC_BITS - (0 if even else zp), "int32", lanes))
-    return tirx.Cast(f"{rq.out_dtype}x{lanes}", q)
+    return tirx.Cast(vec(rq.out_dtype, lanes), q)
 
 
 # Where the inputs and sub-sums of a block live.  "ssa": vector variables, for LLVM to keep
