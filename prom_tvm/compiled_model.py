@@ -126,6 +126,19 @@ class CompiledModel:
         """One dict per Conv / Gemm / MatMul: name, op, kernel, weight_shape, details."""
         return [layer.as_row() for layer in self.layers]
 
+    def storage(self, path: str | os.PathLike | None = None) -> dict:
+        """What a device stores: the exported library's bytes, per layer (code + data) and in
+        total (``prom_tvm.library_size.layer_storage``).  Exports to ``path``, or to a
+        temporary file when None."""
+        import tempfile
+
+        from .library_size import layer_storage
+
+        if path is not None:
+            return layer_storage(self.layers, self.export_library(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            return layer_storage(self.layers, self.export_library(Path(tmp) / "model.so"))
+
     def kernel_counts(self) -> dict[str, int]:
         """How many layers each kernel got, e.g. {"ternary-add": 34, "int8": 19}."""
         counts: dict[str, int] = {}

@@ -28,17 +28,43 @@ def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]] | None:
     return shapes
 
 
-def format_summary(rows: list[dict]) -> str:
-    lines = [f"{'layer':32s} {'op':6s} {'kernel':12s} {'weight':>18s}  notes"]
+def _kb(n: float) -> str:
+    return f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
+
+
+def format_summary(rows: list[dict], storage: dict | None = None) -> str:
+    """The per-layer table: kernel and code form, vector adds per output beside nonzero
+    weights per output (the paper's count), and, given ``storage`` (``lib.storage()``), the
+    bytes each layer adds to the library (code + data)."""
+    code = {r["name"]: r["code_bytes"] for r in storage["layers"]} if storage else {}
+    lines = [f"{'layer':26s} {'kernel':11s} {'form':13s} {'weight':>14s} {'adds/out':>9s} "
+             f"{'nnz/out':>8s} {'data B':>7s}" + (f" {'code B':>7s}" if storage else "")
+             + "  notes"]
     for r in rows:
         notes = r.get("reason") or r.get("note") or (
             f"acc {r['acc_dtype']}" if "acc_dtype" in r else "")
         shape = "x".join(str(d) for d in r["weight_shape"])
-        lines.append(f"{r['name'][:32]:32s} {r['op']:6s} {r['kernel']:12s} {shape:>18s}  {notes}")
+        adds = f"{r['adds_per_output']:.1f}" if "adds_per_output" in r else ""
+        nnz = f"{r['nnz_per_output']:.1f}" if "nnz_per_output" in r else ""
+        line = (f"{r['name'][:26]:26s} {r['kernel']:11s} {r.get('form') or ''!s:13s} "
+                f"{shape:>14s} {adds:>9s} {nnz:>8s} {_kb(r.get('data_bytes', 0)):>7s}")
+        if storage:
+            line += f" {_kb(code.get(r['name'], 0)):>7s}"
+        lines.append(f"{line}  {notes}")
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["kernel"]] = counts.get(r["kernel"], 0) + 1
     lines.append("kernels: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    adds = [r for r in rows if "adds" in r and "nnz" in r]
+    if adds:
+        a, z = sum(r["adds"] for r in adds), sum(r["nnz"] for r in adds)
+        lines.append(f"add-only layers: {a / z:.2f} vector adds per nonzero weight "
+                     f"({a} adds for {z} nonzeros per pixel vector)")
+    if storage:
+        lines.append(f"library: {storage['file_bytes'] / 1e6:.2f} MB = layers' code "
+                     f"{storage['layer_code_bytes'] / 1e6:.2f} + data "
+                     f"{storage['layer_data_bytes'] / 1e6:.2f} + runtime and other ops "
+                     f"{storage['other_bytes'] / 1e6:.2f}")
     return "\n".join(lines)
 
 
@@ -65,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(format_summary(lib.summary()))
+        from ..library_size import layer_storage
+
+        print(format_summary(lib.summary(), layer_storage(lib.layers, out)))
     print(f"wrote {out} (+ {out.name}.prom.json) for {lib.target}")
     return 0
 

@@ -202,6 +202,7 @@ class _Lowering(relax.PyExprMutator):
                 *args,
                 primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
             )
+        _note_storage(details, y)
         y = self.builder_.emit(y)
         return relax.op.reshape(y, (n, cout, h, w))
 
@@ -219,14 +220,16 @@ class _Lowering(relax.PyExprMutator):
             fn = partial(int8_conv2d_compute, strides=layer.strides, padding=layer.padding,
                          dilation=layer.dilation, groups=layer.groups,
                          x_zero_point=x.zero_point, rq=rq)
-            return self.builder_.call_te(fn, *common,
+            call = self.builder_.call_te(fn, *common,
                                          primfunc_name_hint=f"prom_int8_conv2d_{self.count}")
+            return _note_storage(details, call)
         from ..schedules.int8_dense import int8_dense_compute
 
         # (N, K) weights: the VNNI path reduces 64-byte slices of K per output feature.
         fn = partial(int8_dense_compute, x_zero_point=x.zero_point, rq=rq, transpose_w=True)
-        return self.builder_.call_te(fn, *common,
+        call = self.builder_.call_te(fn, *common,
                                      primfunc_name_hint=f"prom_int8_dense_{self.count}")
+        return _note_storage(details, call)
 
     # -- residual add ------------------------------------------------------------------
     def _lower_add(self, add: QAdd) -> relax.Expr:
@@ -252,6 +255,16 @@ class _Lowering(relax.PyExprMutator):
             key = _weight_constant(self.matcher, body.args[1])
             if key is not None and why:
                 self.float_reasons.setdefault(key, why)
+
+
+def _note_storage(details: dict, call: relax.Call) -> relax.Call:
+    """Record the kernel a layer calls and the bytes of the constants it passes it (what the
+    layer stores in the library besides code: ``prom_tvm.library_size``)."""
+    details["kernel_symbol"] = call.args[0].name_hint
+    args = call.args[1].fields if isinstance(call.args[1], relax.Tuple) else [call.args[1]]
+    details["data_bytes"] = sum(int(a.value.numpy().nbytes) for a in args
+                                if isinstance(a, tvm.ir.Constant))
+    return call
 
 
 class _Scratch:
