@@ -100,6 +100,9 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for a in report["assumptions"]:
         lines.append(textwrap.fill(a, 100, initial_indent="  - ", subsequent_indent="    "))
+    from prom_tvm.energy_compiled import format_compiled
+
+    lines += format_compiled(report)
     return "\n".join(lines)
 
 
@@ -200,6 +203,13 @@ def _parser() -> argparse.ArgumentParser:
         default=2.0,
         help="storage bits per ternary weight (default 2; 8 = unpacked int8)",
     )
+    p.add_argument(
+        "--build",
+        action="store_true",
+        help="also compile it with prom_tvm.build: the adds its kernels really run and the "
+        "bytes each layer takes in the exported library",
+    )
+    p.add_argument("--target", default=None, help="target for --build (default: this CPU)")
     return p
 
 
@@ -216,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
             ternary_storage_bits=args.ternary_bits,
         )
         report = analyze_model(args.model, cost)
+        if args.build:
+            from prom_tvm.compiler import build
+            from prom_tvm.energy_compiled import with_compiled
+
+            lib = build(args.model, args.target)
+            report = with_compiled(report, lib, lib.storage())
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     if args.plot:

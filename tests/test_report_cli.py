@@ -182,3 +182,27 @@ def test_measured_size_of_a_model_in_memory_has_no_file(model_path):
     assert r["measured"]["file_bytes"] is None
     assert r["measured"]["model_bytes"] == os.path.getsize(model_path)
     assert "serialized" in format_report(r)
+
+
+def test_build_adds_what_the_compiled_kernels_run_and_store(model_path, capsys):
+    """--build: per ternary layer the adds prom_tvm's kernels execute beside the paper's
+    count, and each layer's bytes in the exported library beside the computed storage."""
+    assert main([str(model_path), "--build", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    c = report["compiled"]
+    ternary = [r for r in report["layers"] if r["kind"] == "ternary-1x1"]
+    assert ternary and all("adds_run" in r for r in ternary)
+    for r in ternary:
+        pixels = r["macs"] // r["weights"]
+        assert r["nonzero_adds"] == r["nonzero_weights"] * pixels <= r["additions"]
+    assert c["ternary_adds_run"] == sum(r["adds_run"] for r in ternary)
+    # shared sub-sums and 3-channel table rows: fewer adds than nonzero weights
+    assert c["ternary_adds_run"] < c["ternary_nonzero_adds"]
+    assert all(r["library_bytes"] > 0 for r in report["layers"])
+    assert c["layer_code_bytes"] + c["layer_data_bytes"] < c["library_bytes"]
+    assert c["library_ratio_vs_fp16"] == pytest.approx(
+        report["fp16_storage_bits"] / 8 / c["library_bytes"])
+    main([str(model_path), "--build"])
+    text = capsys.readouterr().out
+    assert "compiled by prom_tvm for" in text and "library_ratio_vs_fp16" in text
+    assert "per nonzero" in text
