@@ -173,7 +173,8 @@ class _Lowering(relax.PyExprMutator):
             from ..schedules import ternary_lut as tl
 
             cfg = tl.choose_config(cin, cout, h * w, x.dtype, ts.lanes_from_options(self.options),
-                                   tern.signs, g=int(self.options.get("lut_group", 3)))
+                                   tern.signs, g=int(self.options.get("lut_group", 3)),
+                                   min_tasks=tl.cores_of(self.options.get("target")))
             idx = tl.pack_indices(tern.signs, cfg)
             uniform = magnitude is not None and bool(np.all(magnitude == magnitude[0]))
             mag_arg = (None if magnitude is None else int(magnitude[0]) if uniform

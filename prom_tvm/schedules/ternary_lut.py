@@ -121,6 +121,15 @@ def choose_config(cin: int, cout: int, hw: int, x_dtype: str, lanes: int,
     return LutConfig(g, gb, blocks, lanes, acc, chunk_blocks, scale, vectors, co_split)
 
 
+def cores_of(target) -> int:
+    """The target's ``num-cores`` (prom_tvm's targets always carry it), 1 if unknown: the
+    number of parallel tasks a layer should offer so that every core gets work."""
+    try:
+        return max(1, int(target.attrs.get("num-cores", 1)))
+    except (AttributeError, TypeError, ValueError):
+        return 1
+
+
 def pack_indices(signs: np.ndarray, cfg: LutConfig) -> np.ndarray:
     """uint8 [Cout, groups]: the base-3 table index of each group of g weights, times
     ``cfg.index_scale`` (input channels past Cin are zero weights: digit 0)."""
