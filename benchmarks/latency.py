@@ -3,6 +3,8 @@
 Engines, all called the same way (numpy in, numpy out, from Python):
 
 - ``prom_tvm``          ``prom_tvm.build(qdq_model)`` untuned, for this CPU
+- ``prom_tvm-avx2``     the same, built for ``{"kind": "llvm", "mcpu": "haswell"}`` (AVX2, no
+                        AVX-512: what a Haswell..Zen 3 CPU would run; it runs here too)
 - ``onnxruntime-int8``  the same QDQ model, ORT_ENABLE_ALL (QLinearConv / MLAS)
 - ``onnxruntime-fp32``  the float model it was quantized from
 - ``tvm-stock-fp32``    the float model through ``tvm.relax.frontend.onnx.from_onnx`` and
@@ -10,12 +12,15 @@ Engines, all called the same way (numpy in, numpy out, from Python):
 
 They run interleaved (round-robin, one batch of calls per engine per round) in one process, so
 load from other processes hits all of them alike. Each thread setting runs in its own
-subprocess, because TVM's thread pool reads ``TVM_NUM_THREADS`` once, at first use.
+subprocess, because TVM's thread pool reads ``TVM_NUM_THREADS`` once, at first use. With more
+than one thread, each batch starts after ``GAP_MS`` of sleep: both runtimes' pool threads spin
+for a while after a call, and without the pause they would steal cores from the next engine.
 
     python benchmarks/latency.py [--quick] [--threads 1,all] [--engines ...] [--out PATH]
 
-Writes ``benchmarks/results/latency.json`` and prints median, p10 and p90 per engine and the
-ratio of medians to onnxruntime int8.
+Writes ``benchmarks/results/latency.json`` and ``latency.png`` (median ms per engine, error bars
+p10..p90, log scale) and prints median, p10 and p90 per engine and the ratio of medians to
+onnxruntime int8.
 """
 
 from __future__ import annotations
@@ -36,7 +41,10 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
-ENGINES = ("prom_tvm", "onnxruntime-int8", "onnxruntime-fp32", "tvm-stock-fp32")
+ENGINES = ("prom_tvm", "prom_tvm-avx2", "onnxruntime-int8", "onnxruntime-fp32", "tvm-stock-fp32")
+AVX2 = {"kind": "llvm", "mcpu": "haswell"}
+BASELINE = "onnxruntime-int8"  # ratios are medians over this engine's median
+GAP_MS = 20.0  # sleep before each batch when threads > 1 (pool threads stop spinning)
 # Correctness of the int8 engines is judged against the exact QDQ reference (prom_tvm.reference),
 # never against onnxruntime's int8 kernels, which saturate on CPUs without VNNI.
 REFERENCE = "exact-qdq"
@@ -74,15 +82,12 @@ def _ort_engine(name: str, model, threads: int) -> Engine:
     )
 
 
-def _prom_tvm_engine(qdq_model, threads: int) -> Engine:
-    """``prom_tvm.build`` if the package has it (skipped with the reason otherwise)."""
+def _prom_tvm_engine(qdq_model, threads: int, name: str = "prom_tvm", target=None) -> Engine:
+    """``prom_tvm.build`` for ``target`` (None: this CPU)."""
     import prom_tvm
 
-    build = getattr(prom_tvm, "build", None)
-    if build is None:
-        raise RuntimeError("prom_tvm.build does not exist yet")
     start = time.perf_counter()
-    compiled = build(qdq_model)
+    compiled = prom_tvm.build(qdq_model, target=target)
     info = {"build_s": round(time.perf_counter() - start, 2)}
     if hasattr(compiled, "kernel_counts"):
         info["kernels"] = compiled.kernel_counts()
@@ -90,7 +95,7 @@ def _prom_tvm_engine(qdq_model, threads: int) -> Engine:
         from prom_tvm.targets import target_summary
 
         info["target"] = target_summary(compiled.target)
-    return Engine("prom_tvm", lambda x: np.asarray(compiled(x)), REFERENCE, info)
+    return Engine(name, lambda x: np.asarray(compiled(x)), REFERENCE, info)
 
 
 def _tvm_stock_engine(float_model, threads: int) -> Engine:
@@ -118,6 +123,7 @@ def _tvm_stock_engine(float_model, threads: int) -> Engine:
 def make_engines(names, float_model, qdq_model, threads: int) -> tuple[list[Engine], dict]:
     factories = {
         "prom_tvm": lambda: _prom_tvm_engine(qdq_model, threads),
+        "prom_tvm-avx2": lambda: _prom_tvm_engine(qdq_model, threads, "prom_tvm-avx2", AVX2),
         "onnxruntime-int8": lambda: _ort_engine("onnxruntime-int8", qdq_model, threads),
         "onnxruntime-fp32": lambda: _ort_engine("onnxruntime-fp32", float_model, threads),
         "tvm-stock-fp32": lambda: _tvm_stock_engine(float_model, threads),
@@ -164,9 +170,11 @@ def check_outputs(engines: list[Engine], x: np.ndarray, qdq_model) -> dict:
 
 
 def measure(
-    engines: list[Engine], x: np.ndarray, rounds: int, round_ms: float, warmup: int, label: str
+    engines: list[Engine], x: np.ndarray, rounds: int, round_ms: float, warmup: int, label: str,
+    gap_ms: float = 0.0,
 ) -> dict[str, list[float]]:
-    """Per-call latencies (ms), engines interleaved round by round."""
+    """Per-call latencies (ms), engines interleaved round by round, ``gap_ms`` of sleep before
+    each batch."""
     from tqdm import tqdm
 
     calls = {}
@@ -181,6 +189,7 @@ def measure(
     for r in tqdm(range(rounds), desc=label, unit="round", file=sys.stderr):
         order = engines[r % len(engines) :] + engines[: r % len(engines)]  # rotate who goes first
         for e in order:
+            time.sleep(gap_ms / 1e3)
             for _ in range(calls[e.name]):
                 start = time.perf_counter_ns()
                 e.run(x)
@@ -198,9 +207,9 @@ def statistics(samples: dict[str, list[float]]) -> dict[str, dict]:
             "p90_ms": float(np.percentile(v, 90)),
             "calls": len(v),
         }
-    ref = stats.get(REFERENCE, {}).get("median_ms")
+    ref = stats.get(BASELINE, {}).get("median_ms")
     for s in stats.values():
-        s[f"ratio_vs_{REFERENCE}"] = s["median_ms"] / ref if ref else None
+        s[f"ratio_vs_{BASELINE}"] = s["median_ms"] / ref if ref else None
     return stats
 
 
@@ -221,12 +230,15 @@ def worker(args: argparse.Namespace) -> dict:
     engines, skipped = make_engines(args.engines.split(","), float_model, qdq_model, threads)
     checks = check_outputs(engines, x, qdq_model)
     load_before = os.getloadavg()[0]
+    gap_ms = GAP_MS if threads > 1 else 0.0
     samples = measure(
-        engines, x, args.rounds, args.round_ms, args.warmup, f"threads={args.worker_label}"
+        engines, x, args.rounds, args.round_ms, args.warmup, f"threads={args.worker_label}",
+        gap_ms,
     )
     return {
         "threads": threads,
         "TVM_NUM_THREADS": os.environ.get("TVM_NUM_THREADS"),
+        "gap_ms": gap_ms,
         # other processes on the machine slow every engine alike, but widen p10..p90
         "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "engines": {e.name: {**statistics(samples)[e.name], **e.info} for e in engines},
@@ -297,7 +309,7 @@ def format_table(results: dict) -> str:
     for label, res in results["runs"].items():
         lines += ["", header, "-" * len(header)]
         for name, s in res["engines"].items():
-            ratio = s.get(f"ratio_vs_{REFERENCE}")
+            ratio = s.get(f"ratio_vs_{BASELINE}")
             ratio_text = f"{ratio:.2f}x" if ratio else "-"
             lines.append(
                 f"{label:>7}  {name:<18} {s['median_ms']:>10.3f} {s['p10_ms']:>9.3f} "
@@ -309,6 +321,43 @@ def format_table(results: dict) -> str:
             if not c["top1_equal"]:
                 lines.append(f"{label:>7}  WARNING {name}: top-1 differs from {c['reference']}")
     return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> Path:
+    """Median ms per engine, one group per thread setting, error bars p10..p90 (log scale)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import plots
+
+    plt = plots.pyplot()
+    runs = results["runs"]
+    names = [e for e in ENGINES if any(e in r["engines"] for r in runs.values())]
+    groups = [f"threads={label} ({r['threads']})" for label, r in runs.items()]
+    series, errors = {}, {}
+    for e in names:
+        stats = [r["engines"].get(e) for r in runs.values()]
+        series[e] = [s["median_ms"] if s else None for s in stats]
+        errors[e] = ([s["median_ms"] - s["p10_ms"] if s else 0 for s in stats],
+                     [s["p90_ms"] - s["median_ms"] if s else 0 for s in stats])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    plots.grouped_bars(ax, groups, series, errors)
+    for j, e in enumerate(series):  # ratio to onnxruntime int8 above each bar
+        for k, r in enumerate(runs.values()):
+            s = r["engines"].get(e)
+            if s and s.get(f"ratio_vs_{BASELINE}"):
+                x = k - 0.4 + 0.8 / len(series) * (j + 0.5)
+                ax.text(x, s["p90_ms"] * 1.08, f"{s[f'ratio_vs_{BASELINE}']:.2f}x",
+                        ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_yscale("log")
+    low = min(v for vs in series.values() for v in vs if v)
+    high = max(s["p90_ms"] for r in runs.values() for s in r["engines"].values())
+    ax.set_ylim(low / 3, high * 3)
+    plots.plain_log_ticks(ax)
+    ax.set_ylabel("ms per inference (median, p10..p90)")
+    size = results["model"]["input_size"]
+    ax.set_title(f"PROM MobileNetV2 {size}, batch 1: ratio to {BASELINE} in the bars",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    return plots.save(fig, path)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -363,8 +412,9 @@ def main(argv=None) -> dict | None:
         results["runs"][label] = run_worker(args, label, threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
+    png = plot(results, args.out.with_suffix(".png"))
     print(format_table(results))
-    print(f"\nwrote {args.out}")
+    print(f"\nwrote {args.out} and {png}")
     return results
 
 
