@@ -160,7 +160,7 @@ class _Lowering(relax.PyExprMutator):
                 tern.signs, n, h * w, x.dtype, bias, rq, magnitude, float_rescale,
                 ts.lanes_from_options(self.options),
                 float(self.options.get("specialize_bytes_per_pixel",
-                                       ts.MAX_CODE_BYTES_PER_PIXEL)))
+                                       ts.MAX_CODE_BYTES_PER_PIXEL)), spatial=(h, w))
         if spec is not None:
             details.update(spec.details)
             details["note"] = (f"specialized, acc {details['acc_dtype']}, "
@@ -168,7 +168,8 @@ class _Lowering(relax.PyExprMutator):
                                f"{spec.details['nnz']} nonzeros")
             gv = self.builder_.add_func(spec.func.with_attr("op_pattern", 8),
                                         f"prom_ternary_specialized_{self.count}")
-            y = relax.call_tir(gv, [x3], out_ty=relax.TensorType((n, cout, h * w), rq.out_dtype))
+            y = relax.call_tir(gv, [x.expr], out_ty=relax.TensorType((n, cout, h, w),
+                                                                     rq.out_dtype))
         elif form == "table-lookup":
             from ..schedules import ternary_lut as tl
 
@@ -180,16 +181,16 @@ class _Lowering(relax.PyExprMutator):
             mag_arg = (None if magnitude is None else int(magnitude[0]) if uniform
                        else "per-channel")
             func = tl.lut_primfunc(cfg, n, cin, cout, h * w, x.dtype, rq, mag_arg,
-                                   float_rescale).with_attr("op_pattern", 8)
+                                   float_rescale, spatial=(h, w)).with_attr("op_pattern", 8)
             details.update(tl.summary_details(cfg, tern.signs))
             details["note"] = (f"table lookup, {cfg.g} channels per add, acc {cfg.acc_dtype}")
             # layers of one shape share the code: the weights are the idx argument
             gv = self.builder_.add_func(func, f"prom_ternary_lut_{cin}_{cout}_{h * w}")
-            lut_args = [x3, relax.const(idx), relax.const(bias), relax.const(rq.scale)]
+            lut_args = [x.expr, relax.const(idx), relax.const(bias), relax.const(rq.scale)]
             if mag_arg == "per-channel":
                 lut_args.append(relax.const(magnitude))
             y = relax.call_tir(gv, lut_args,
-                               out_ty=relax.TensorType((n, cout, h * w), rq.out_dtype))
+                               out_ty=relax.TensorType((n, cout, h, w), rq.out_dtype))
         elif form == "baked" and can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):
             details["form"] = "baked"
             func = baked_ternary_primfunc(tern.signs, n, h * w, x.dtype, bias, rq, magnitude,
@@ -204,6 +205,8 @@ class _Lowering(relax.PyExprMutator):
                 primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
             )
         _note_storage(details, y)
+        if details["form"] in ("specialized", "table-lookup"):
+            return y  # NCHW in and out: no reshape (a copy where it ends the graph)
         y = self.builder_.emit(y)
         return relax.op.reshape(y, (n, cout, h, w))
 

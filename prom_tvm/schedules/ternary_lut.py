@@ -164,29 +164,35 @@ def _table_parents(g: int) -> list[tuple[int, int, int]]:
 
 
 def _skeleton(n_batch: int, cin: int, cout: int, hw: int, groups: int, x_dtype: str,
-              out_dtype: str, with_magnitude: bool):
+              out_dtype: str, with_magnitude: bool, spatial=None):
     """PrimFunc main(x (N, Cin, HW), idx (Cout, groups) uint8, bias, scale[, magnitude],
-    out (N, Cout, HW)) and its buffers; the body is replaced."""
-    x = te.placeholder((n_batch, cin, hw), x_dtype, "x")
+    out (N, Cout, HW)) (NCHW x and out with ``spatial``), the N,C,HW views of x and out, the
+    other buffers and the views' DeclBuffer statements; the body is replaced."""
+    from .ternary_specialized import fake_compute, flat_views, spatial_shape
+
+    sp = spatial_shape(hw, spatial)
+    x = te.placeholder((n_batch, cin, *sp), x_dtype, "x")
     idx = te.placeholder((cout, groups), "uint8", "idx")
     names = [("bias", "int32"), ("scale", "float32")] + (
         [("magnitude", "int32")] if with_magnitude else [])
     consts = [te.placeholder((cout,), dt, nm) for nm, dt in names]
 
     def fake(n, c, p):
-        v = x[n, 0, p].astype("float32") + idx[c, 0].astype("float32")
+        v = x[(n, 0, *p)].astype("float32") + idx[c, 0].astype("float32")
         for k in consts:
             v = v + k[c].astype("float32")
         return v.astype(out_dtype)
 
-    out = te.compute((n_batch, cout, hw), fake, name="out")
+    out = fake_compute((n_batch, cout, *sp), fake)
     func = te.create_prim_func([x, idx, *consts, out])
     stmt = func.body
     while not (isinstance(stmt, s_tir.SBlock) and stmt.name_hint == "out"):
         stmt = stmt.block if isinstance(stmt, s_tir.SBlockRealize) else stmt.body
     bufs = {r.source.name: r.source for r in stmt.reads}
-    return (func, bufs["x"], bufs["idx"], [bufs[nm] for nm, _ in names],
-            stmt.writes[0].source)
+    bufs["out"] = stmt.writes[0].source
+    views, decls = flat_views(func, bufs, spatial, hw)
+    return (func, views["x"], bufs["idx"], [bufs[nm] for nm, _ in names], views["out"],
+            decls)
 
 
 def _i32(v: int):
@@ -194,14 +200,15 @@ def _i32(v: int):
 
 
 def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_dtype: str,
-                 rq: Requant, magnitude: int | str | None, float_rescale: bool
-                 ) -> tirx.PrimFunc:
+                 rq: Requant, magnitude: int | str | None, float_rescale: bool,
+                 spatial: tuple[int, int] | None = None) -> tirx.PrimFunc:
     """The scheduled PrimFunc main(x, idx, bias, scale[, magnitude], out).
 
     idx: ``pack_indices(signs, cfg)``; bias int32 [Cout] with the zero-point correction
     folded in (as for ``ternary_conv1x1_compute``).  ``magnitude``: None for {-1, 0, 1}
     weights, an int when every channel has the same integer magnitude (onnxruntime's 127:
-    an immediate, no argument), "per-channel" for an int32 [Cout] argument.
+    an immediate, no argument), "per-channel" for an int32 [Cout] argument.  With
+    ``spatial`` = (H, W), x and out are NCHW (no reshape around the kernel).
     """
     if not (magnitude is None or magnitude == "per-channel" or isinstance(magnitude, int)):
         raise ValueError(f"magnitude must be None, an int or 'per-channel', got {magnitude!r}")
@@ -210,8 +217,8 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
 
     L, g, gb, nb, V = cfg.lanes, cfg.g, cfg.groups_per_block, cfg.blocks, cfg.vectors
     E = cfg.entries
-    func, xb, ib, cbufs, ob = _skeleton(n_batch, cin, cout, hw, gb * nb, x_dtype,
-                                        rq.out_dtype, with_magnitude)
+    func, xb, ib, cbufs, ob, decls = _skeleton(n_batch, cin, cout, hw, gb * nb, x_dtype,
+                                               rq.out_dtype, with_magnitude, spatial)
     i16, i32 = vec("int16", L), vec("int32", L)
     pblocks = -(-hw // L)
     pgroups = -(-pblocks // V)
@@ -324,7 +331,7 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
     block = tirx.SeqStmt([build_tables(b), tirx.For(co, 0, cc, tirx.ForKind.SERIAL,
                                                     co_body(b, co))])
     per_image = pgroups * cfg.co_split
-    body = [tirx.Bind(n, t // per_image if n_batch > 1 else _i32(0)),
+    body = [*decls, tirx.Bind(n, t // per_image if n_batch > 1 else _i32(0)),
             tirx.Bind(pg, t % per_image // cfg.co_split),
             tirx.Bind(co0, t % cfg.co_split * cc)]
     # the last vector is shifted back to end at HW; vectors past the pixels repeat it

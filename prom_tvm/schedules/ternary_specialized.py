@@ -128,27 +128,64 @@ def _lanes(dtype: str) -> int:
     return int(dtype.split("x")[1])
 
 
+def fake_compute(out_shape, fn, name: str = "out"):
+    """te.compute over a 3-d or 4-d shape (te needs the lambda's exact arity)."""
+    if len(out_shape) == 3:
+        return te.compute(out_shape, lambda n, c, p: fn(n, c, (p,)), name=name)
+    return te.compute(out_shape, lambda n, c, i, j: fn(n, c, (i, j)), name=name)
+
+
+def flat_views(func, bufs: dict, spatial, hw: int):
+    """Parameters of NCHW (``spatial`` = (H, W)) or N,C,HW (None) shape, and N,C,HW views of
+    x and out for the kernel body: (views, DeclBuffer statements that introduce them).  A
+    kernel with NCHW parameters needs no reshape around it (a copy, at a graph's output)."""
+    if spatial is None:
+        return bufs, []
+    views, decls = dict(bufs), []
+    for key in ("x", "out"):
+        b = bufs[key]
+        v = tirx.decl_buffer((b.shape[0], b.shape[1], hw), b.dtype, f"{b.name}_flat",
+                             data=b.data)
+        views[key] = v
+        decls.append(tirx.DeclBuffer(v, data=b.data))  # an alias of the parameter's data
+    return views, decls
+
+
+def spatial_shape(hw: int, spatial) -> tuple[int, ...]:
+    if spatial is None:
+        return (hw,)
+    h, w = (int(d) for d in spatial)
+    if h * w != hw:
+        raise ValueError(f"spatial {spatial} has {h * w} pixels, not {hw}")
+    return (h, w)
+
+
 def _io_buffers(n_batch: int, cin: int, cout: int, hw: int, x_dtype: str, out_dtype: str,
-                n_consts: int):
-    """A PrimFunc skeleton main(x (N, Cin, HW), c_0 .. c_k (Cout,), out (N, Cout, HW)); the
-    constants are bias (int32), scale (float32) and optionally magnitude (int32)."""
-    x = te.placeholder((n_batch, cin, hw), x_dtype, "x")
+                n_consts: int, spatial=None):
+    """A PrimFunc skeleton main(x (N, Cin, HW), c_0 .. c_k (Cout,), out (N, Cout, HW)) (NCHW
+    parameters with ``spatial``); the constants are bias (int32), scale (float32) and
+    optionally magnitude (int32).  Returns the function, the N,C,HW views of x and out, the
+    constant buffers and the DeclBuffer statements of the views."""
+    sp = spatial_shape(hw, spatial)
+    x = te.placeholder((n_batch, cin, *sp), x_dtype, "x")
     names = [("bias", "int32"), ("scale", "float32"), ("magnitude", "int32")][:n_consts]
     consts = [te.placeholder((cout,), dt, nm) for nm, dt in names]
 
     def fake(n, c, p):
-        v = x[n, 0, p].astype("float32")
+        v = x[(n, 0, *p)].astype("float32")
         for k in consts:
             v = v + k[c].astype("float32")
         return v.astype(out_dtype)
 
-    out = te.compute((n_batch, cout, hw), fake, name="out")
+    out = fake_compute((n_batch, cout, *sp), fake)
     func = te.create_prim_func([x, *consts, out])
     stmt = func.body
     while not (isinstance(stmt, s_tir.SBlock) and stmt.name_hint == "out"):
         stmt = stmt.block if isinstance(stmt, s_tir.SBlockRealize) else stmt.body
     bufs = {r.source.name: r.source for r in stmt.reads}
-    return func, bufs["x"], [bufs[nm] for nm, _ in names], stmt.writes[0].source
+    bufs["out"] = stmt.writes[0].source
+    views, decls = flat_views(func, bufs, spatial, hw)
+    return func, views["x"], [bufs[nm] for nm, _ in names], views["out"], decls
 
 
 def vec(dtype: str, lanes: int) -> str:
@@ -227,12 +264,13 @@ SSA_MAX_ROWS = 96
 
 def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.ndarray,
                          rq: Requant, magnitude: np.ndarray | None, float_rescale: bool,
-                         lanes: int, epilogue: str = "inline", rows: str | None = None
-                         ) -> tirx.PrimFunc:
+                         lanes: int, epilogue: str = "inline", rows: str | None = None,
+                         spatial: tuple[int, int] | None = None) -> tirx.PrimFunc:
     """The scheduled PrimFunc: main(x, out) for the inline epilogue, main(x, bias, scale[,
     magnitude], out) for the loop epilogue.
 
-    x: (N, Cin, HW) plan.x_dtype; out: (N, Cout, HW) rq.out_dtype; HW >= lanes.  bias:
+    x: (N, Cin, HW) plan.x_dtype; out: (N, Cout, HW) rq.out_dtype (NCHW both, for
+    ``spatial`` = (H, W)); HW >= lanes.  bias:
     int32 [Cout] with the zero-point correction folded in (as for
     ``ternary_conv1x1_compute``); magnitude: int32 [Cout] integer weight magnitudes or None.
 
@@ -252,12 +290,13 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
     if hw < lanes:
         raise ValueError(f"{hw} pixels is less than one vector of {lanes} lanes")
     n_consts = 0 if inline_consts is not None else 3 if with_magnitude else 2
-    func, xb, cbufs, ob = _io_buffers(n_batch, cin, cout, hw, plan.x_dtype, rq.out_dtype,
-                                      n_consts)
+    func, xb, cbufs, ob, decls = _io_buffers(n_batch, cin, cout, hw, plan.x_dtype,
+                                             rq.out_dtype, n_consts, spatial)
     blocks = -(-hw // lanes)
     nb = tirx.Var("nb", "int32")
     n, start = tirx.Var("n", "int32"), tirx.Var("start", "int32")
-    body = [tirx.Bind(n, nb // blocks) if n_batch > 1 else tirx.Bind(n, tirx.const(0, "int32")),
+    body = [*decls,
+            tirx.Bind(n, nb // blocks) if n_batch > 1 else tirx.Bind(n, tirx.const(0, "int32")),
             tirx.Bind(start, tirx.min(nb % blocks * lanes, hw - lanes))]
     i16 = f"int16x{lanes}"
     used = {v for terms in sub.outputs for v, _ in terms}
@@ -309,7 +348,7 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
     # one buffer per block, reused by every group (each allocation is a workspace call)
     sums = tirx.decl_buffer((min(group, cout), lanes), acc_dtype, "sums", scope="local")
     if inline_consts is None:
-        body.insert(2, tirx.AllocBuffer(sums))
+        body.insert(len(decls) + 2, tirx.AllocBuffer(sums))
 
     def flush() -> None:
         if not pending:
@@ -440,8 +479,8 @@ class SpecializedKernel:
 
 def specialized_kernel(signs, n_batch: int, hw: int, x_dtype: str, bias: np.ndarray,
                        rq: Requant, magnitude: np.ndarray | None, float_rescale: bool,
-                       lanes: int, max_bytes_per_pixel: float = MAX_CODE_BYTES_PER_PIXEL
-                       ) -> SpecializedKernel | None:
+                       lanes: int, max_bytes_per_pixel: float = MAX_CODE_BYTES_PER_PIXEL,
+                       spatial: tuple[int, int] | None = None) -> SpecializedKernel | None:
     """The specialized kernel of a layer, or None where the rule keeps the index lists."""
     signs2 = np.asarray(signs).reshape(np.shape(signs)[0], -1)
     cout, cin = signs2.shape
@@ -449,7 +488,8 @@ def specialized_kernel(signs, n_batch: int, hw: int, x_dtype: str, bias: np.ndar
     if not should_specialize(cin, cout, hw, nnz, lanes, max_bytes_per_pixel):
         return None
     plan = SpecializedPlan.build(signs2, x_dtype)
-    func = specialized_primfunc(plan, n_batch, hw, bias, rq, magnitude, float_rescale, lanes)
+    func = specialized_primfunc(plan, n_batch, hw, bias, rq, magnitude, float_rescale, lanes,
+                                spatial=spatial)
     acc = "int16" if not plan.int32_outputs else f"int16 ({plan.int32_outputs} in chunks+int32)"
     details = {"form": "specialized", "nnz": nnz, "adds": plan.adds, "acc_dtype": acc,
                "adds_per_output": round(plan.adds / cout, 1),

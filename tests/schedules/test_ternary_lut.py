@@ -184,3 +184,22 @@ def test_output_channels_split_over_tasks(co_split):
     rng = np.random.default_rng(co_split)
     x, signs, bias, rq, _ = case(rng, 2, 100, 16, 30, 0.5, "uint8", "uint8", False)
     check(x, signs, bias, rq, "none", None, host_target(), co_split=co_split)
+
+
+@pytest.mark.parametrize("cin,cout,hw", [(64, 96, 14), (16, 24, 56)],
+                         ids=["table-lookup", "specialized"])
+def test_kernels_take_nchw_no_reshape_copy_around_them(cin, cout, hw):
+    """Both add-only kernels read and write NCHW tensors, so a graph that ends in a ternary
+    layer has no output reshape (which Relax keeps as a copy kernel at a graph's output)."""
+    import prom_tvm
+    from prom_tvm.models.pointwise_layer import pointwise_qdq
+    from prom_tvm.onnx_io import output_step
+    from prom_tvm.reference import ExactReference, agreement
+
+    model, x = pointwise_qdq(cin, cout, hw)
+    lib = prom_tvm.build(model)
+    text = lib.executable.as_text()
+    kernels = [line.split()[1] for line in text.splitlines()
+               if line.strip().startswith("call") and "vm.builtin" not in line]
+    assert not [k for k in kernels if "reshape" in k], kernels
+    assert agreement(lib(x), ExactReference(model)(x), output_step(model)).max_lsb <= 1
