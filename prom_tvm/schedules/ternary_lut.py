@@ -66,6 +66,12 @@ class LutConfig:
     co_split: int = 1  # tasks per pixel group, each over Cout / co_split outputs
 
     @property
+    def word_loads(self) -> bool:
+        """Indices read 4 per 32-bit load (a block of whole words): one load and a shift per
+        lookup instead of a byte load each, where loads are the bottleneck."""
+        return self.groups_per_block % 4 == 0
+
+    @property
     def padded_cin(self) -> int:
         return self.g * self.groups_per_block * self.blocks
 
@@ -89,7 +95,8 @@ def _bound(signs: np.ndarray | None, cin: int, x_dtype: str) -> int:
 def choose_config(cin: int, cout: int, hw: int, x_dtype: str, lanes: int,
                   signs: np.ndarray | None = None, g: int = 3,
                   table_bytes: int = TABLE_BYTES, vectors: int | None = None,
-                  co_split: int | None = None, min_tasks: int = 2) -> LutConfig:
+                  co_split: int | None = None, min_tasks: int = 2,
+                  word_loads: bool = True) -> LutConfig:
     """Blocks as large as ``table_bytes`` and the int16 block sum allow, balanced so that
     padding is less than one group per block.  g = 3 by default: its 27-entry index fits a
     prescaled byte (scale-8 addressing) and its table is a third of g = 4's; g = 4 stores
@@ -114,6 +121,10 @@ def choose_config(cin: int, cout: int, hw: int, x_dtype: str, lanes: int,
     groups = -(-cin // g)
     blocks = -(-groups // gb_max)
     gb = -(-groups // blocks)
+    if word_loads and gb >= 8:  # whole 4-byte words of indices per block
+        gb4 = gb_max // 4 * 4
+        blocks = -(-groups // gb4)
+        gb = -(-(-(-groups // blocks)) // 4) * 4
     acc = "int16" if _bound(signs, cin, x_dtype) <= 32767 else "int32"
     # blocks whose int16 sum provably fits: (blocks * gb * g) channels of max|x| each
     chunk_blocks = blocks if acc == "int16" else max(1, 32767 // (per_x * g * gb))
@@ -221,6 +232,10 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
                                                rq.out_dtype, with_magnitude, spatial)
     i16, i32 = vec("int16", L), vec("int32", L)
     pblocks = -(-hw // L)
+    # the indices as little-endian 32-bit words (an alias of idx's data)
+    iw = tirx.decl_buffer((cout, gb * nb // 4), "uint32", "idx_words", data=ib.data)
+    if cfg.word_loads:
+        decls = [*decls, tirx.DeclBuffer(iw, data=ib.data)]
     pgroups = -(-pblocks // V)
     cc = cout // cfg.co_split  # outputs per task
     t, n, pg, co0 = (tirx.Var(nm, "int32") for nm in ("t", "n", "pg", "co0"))
@@ -264,8 +279,15 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
 
     def block_sums(block, co) -> list:
         """Per vector, the int16 sum of the block's gb table rows for output co0 + co."""
-        idx = [tirx.Cast("int32", tirx.BufferLoad(ib, [co0 + co, block * gb + jj]))
-               for jj in range(gb)]
+        if cfg.word_loads:
+            words = [tirx.BufferLoad(iw, [co0 + co, block * (gb // 4) + q])
+                     for q in range(gb // 4)]
+            idx = [tirx.Cast("int32", tirx.bitwise_and(
+                tirx.shift_right(words[jj // 4], tirx.const(8 * (jj % 4), "uint32")),
+                tirx.const(255, "uint32"))) for jj in range(gb)]
+        else:
+            idx = [tirx.Cast("int32", tirx.BufferLoad(ib, [co0 + co, block * gb + jj]))
+                   for jj in range(gb)]
         out = []
         for v in range(V):
             rows = [tirx.BufferLoad(table, [span(v * region + jj * (E * L)

@@ -163,7 +163,7 @@ def test_weights_cost_8_over_g_bits():
         cfg = choose_config(960, 160, 49, "uint8", 32, signs, g=g)
         idx = pack_indices(signs, cfg)
         assert idx.dtype == np.uint8 and idx.shape == (160, cfg.groups_per_block * cfg.blocks)
-        assert idx.nbytes * 8 / signs.size <= bits * 1.01  # balanced blocks: < 1% padding
+        assert idx.nbytes * 8 / signs.size <= bits * 1.02  # balanced blocks: < 2% padding
 
 
 def test_bad_arguments_are_named():
