@@ -171,7 +171,7 @@ def torchvision_qdq(torchvision, tmp_path_factory):
 def test_torchvision_packed_by_the_command_is_3_2x_below_float16(torchvision_qdq, tmp_path,
                                                                   capsys):
     out = tmp_path / "packed.onnx"
-    assert main([str(torchvision_qdq), "-o", str(out), "--strip"]) == 0
+    assert main([str(torchvision_qdq), "-o", str(out)]) == 0  # metadata dropped by default
     text = capsys.readouterr().out
     fp16 = 2 * 3_487_816
     before, after = os.path.getsize(torchvision_qdq), os.path.getsize(out)
@@ -455,3 +455,20 @@ def test_command_line_as_a_user_runs_it(tmp_path):
     assert report["file_bytes"] == [os.path.getsize(src), os.path.getsize(out)]
     assert report["outputs_checked"].startswith("onnxruntime (unfused)")
     assert len(_int2_weights(onnx.load(out))) == 1
+
+
+def test_metadata_dropped_by_default_kept_on_request(tmp_path, capsys):
+    from prom_tvm.pack import main
+
+    model = _qdq_conv(_ternary(), np.full(8, 0.01 / 127, np.float32))
+    model = onnx.shape_inference.infer_shapes(model)
+    assert len(model.graph.value_info) > 0
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src)
+    for flags, kept in (([], False), (["--keep-metadata"], True)):
+        out = tmp_path / f"p{len(flags)}.onnx"
+        assert main([str(src), "-o", str(out), *flags]) == 0
+        assert (len(onnx.load(out).graph.value_info) > 0) == kept
+    with pytest.raises(SystemExit):
+        main([str(src), "-o", str(tmp_path / "x.onnx"), "--strip", "--keep-metadata"])
+    assert "contradict" in capsys.readouterr().err
