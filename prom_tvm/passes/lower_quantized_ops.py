@@ -154,42 +154,35 @@ class _Lowering(relax.PyExprMutator):
         if form not in ("table-lookup", "index-lists", "baked"):
             raise ValueError(f"options['ternary_form'] must be 'table-lookup', 'index-lists' "
                              f"or 'baked', got {form!r}")
-        spec = None
-        if self.options.get("specialize", True):  # weight-specialized TIR, shared sub-sums
-            spec = ts.specialized_kernel(
-                tern.signs, n, h * w, x.dtype, bias, rq, magnitude, float_rescale,
-                ts.lanes_from_options(self.options),
-                float(self.options.get("specialize_bytes_per_pixel",
-                                       ts.MAX_CODE_BYTES_PER_PIXEL)), spatial=(h, w))
-        if spec is not None:
-            details.update(spec.details)
-            details["note"] = (f"specialized, acc {details['acc_dtype']}, "
-                               f"{spec.details['adds']} adds for "
-                               f"{spec.details['nnz']} nonzeros")
-            gv = self.builder_.add_func(spec.func.with_attr("op_pattern", 8),
-                                        f"prom_ternary_specialized_{self.count}")
-            y = relax.call_tir(gv, [x.expr], out_ty=relax.TensorType((n, cout, h, w),
-                                                                     rq.out_dtype))
-        elif form == "table-lookup":
-            from ..schedules import ternary_lut as tl
+        from ..schedules import ternary_forms as tf
+        from ..schedules.ternary_lut import cores_of
 
-            cfg = tl.choose_config(cin, cout, h * w, x.dtype, ts.lanes_from_options(self.options),
-                                   tern.signs, g=int(self.options.get("lut_group", 3)),
-                                   min_tasks=tl.cores_of(self.options.get("target")))
-            idx = tl.pack_indices(tern.signs, cfg)
-            uniform = magnitude is not None and bool(np.all(magnitude == magnitude[0]))
-            mag_arg = (None if magnitude is None else int(magnitude[0]) if uniform
-                       else "per-channel")
-            func = tl.lut_primfunc(cfg, n, cin, cout, h * w, x.dtype, rq, mag_arg,
-                                   float_rescale, spatial=(h, w)).with_attr("op_pattern", 8)
-            details.update(tl.summary_details(cfg, tern.signs))
-            details["note"] = (f"table lookup, {cfg.g} channels per add, acc {cfg.acc_dtype}")
+        tlayer = tf.TernaryLayer(np.asarray(tern.signs).reshape(cout, cin), n, h, w, x.dtype,
+                                 bias, rq, magnitude, float_rescale)
+        lanes = ts.lanes_from_options(self.options)
+        records = self.options.get("kernel_knobs") or {}  # workload key -> tuned knobs
+        kern = key = None
+        if self.options.get("specialize", True):  # weight-specialized TIR, shared sub-sums
+            key = tf.workload_key(tlayer, "specialized", lanes)
+            kern = tf.specialized_kernel(tlayer, lanes, records.get(key),
+                                         self.options.get("specialize_bytes_per_pixel"))
+            name = f"prom_ternary_specialized_{self.count}"
+        if kern is None and form == "table-lookup":
+            key = tf.workload_key(tlayer, "table-lookup", lanes)
+            knobs = records.get(key) or (
+                {"g": int(self.options["lut_group"])} if "lut_group" in self.options else None)
+            kern = tf.lut_kernel(tlayer, lanes, cores_of(self.options.get("target")), knobs)
             # layers of one shape share the code: the weights are the idx argument
-            gv = self.builder_.add_func(func, f"prom_ternary_lut_{cin}_{cout}_{h * w}")
-            lut_args = [x.expr, relax.const(idx), relax.const(bias), relax.const(rq.scale)]
-            if mag_arg == "per-channel":
-                lut_args.append(relax.const(magnitude))
-            y = relax.call_tir(gv, lut_args,
+            name = f"prom_ternary_lut_{cin}_{cout}_{h * w}"
+        if kern is not None:
+            details.update(kern.details)
+            details["workload"] = key
+            details["tuned"] = key in records
+            collect = self.options.get("_collect_ternary")
+            if collect is not None:  # the tuner's task extraction
+                collect.append((key, details["form"], tlayer))
+            gv = self.builder_.add_func(kern.func.with_attr("op_pattern", 8), name)
+            y = relax.call_tir(gv, [x.expr, *(relax.const(c) for c in kern.consts)],
                                out_ty=relax.TensorType((n, cout, h, w), rq.out_dtype))
         elif form == "baked" and can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):
             details["form"] = "baked"

@@ -490,9 +490,13 @@ def specialized_kernel(signs, n_batch: int, hw: int, x_dtype: str, bias: np.ndar
     plan = SpecializedPlan.build(signs2, x_dtype)
     func = specialized_primfunc(plan, n_batch, hw, bias, rq, magnitude, float_rescale, lanes,
                                 spatial=spatial)
+    return SpecializedKernel(func, kernel_details(plan, nnz, cout, lanes))
+
+
+def kernel_details(plan: SpecializedPlan, nnz: int, cout: int, lanes: int) -> dict:
+    """What ``summary()`` shows for a specialized layer."""
     acc = "int16" if not plan.int32_outputs else f"int16 ({plan.int32_outputs} in chunks+int32)"
-    details = {"form": "specialized", "nnz": nnz, "adds": plan.adds, "acc_dtype": acc,
-               "adds_per_output": round(plan.adds / cout, 1),
-               "nnz_per_output": round(nnz / cout, 1), "shared_subsums": len(plan.subsums.temps),
-               "lanes": lanes, "code_bytes_estimate": estimated_code_bytes(nnz, cout)}
-    return SpecializedKernel(func, details)
+    return {"form": "specialized", "nnz": nnz, "adds": plan.adds, "acc_dtype": acc,
+            "adds_per_output": round(plan.adds / cout, 1),
+            "nnz_per_output": round(nnz / cout, 1), "shared_subsums": len(plan.subsums.temps),
+            "lanes": lanes, "code_bytes_estimate": estimated_code_bytes(nnz, cout)}
