@@ -95,24 +95,37 @@ def build(
     onnx_model : ModelProto or path to a .onnx file.
     target : TVM target as a CLI string (``"llvm -mcpu=cortex-a72"``), dict or Target;
         None = this machine's CPU with its real features.
-    tuning_log : reserved for meta-schedule databases; tuning is not available yet, so any
-        value is a ``ValueError``.
+    tuning_log : a log directory (or its ``prom_tvm_kernels.json``) written by
+        ``python -m prom_tvm.tune``: its records for this target set the add-only kernels'
+        knobs per workload (``summary()`` says ``tuned`` per layer). None: a log shipped in
+        ``prom_tvm/tuning_logs/`` for this target, if any. False: no log. A log for another
+        target is ignored with a ``TuningLogWarning``; a corrupt one is a ``ValueError``.
     input_shapes : ``{input name: shape}``, fixed shapes for inputs with dynamic dimensions.
     options : kernel switches, e.g. ``{"ternary": False}`` to compile ternary layers with
         the int8 kernel (for comparisons).
     """
-    if tuning_log is not None:  # checked first: it fails before any work is wasted
-        raise ValueError(f"tuning_log={str(tuning_log)!r}: tuning is not available yet in this "
-                         "version of prom_tvm; drop tuning_log (default schedules are used)")
     source = str(onnx_model) if isinstance(onnx_model, str | os.PathLike) else None
     model = onnx_io.load_onnx(onnx_model)
     tgt = parse_target(target)
     check_buildable(tgt)
+    from .tuning.records import knobs_for_build
+
+    knobs, log = knobs_for_build(tuning_log, tgt)  # checked early: fails before work is done
     shapes = onnx_io.input_shapes(model, input_shapes)
     dtypes = onnx_io.input_dtypes(model)
     model = onnx_io.unpack_subbyte_weights(model)
     # the kernels' vector width (lanes of the add-only code) follows the build's target
-    mod, layers = lower_to_integer(model, shapes, dtypes, {"target": tgt, **(options or {})})
+    mod, layers = lower_to_integer(model, shapes, dtypes,
+                                   {"target": tgt, "kernel_knobs": knobs, **(options or {})})
+    if log is not None and tuning_log is not None and not any(
+            lay.details.get("tuned") for lay in layers):
+        import warnings
+
+        from .tuning.records import TuningLogWarning
+
+        warnings.warn(f"tuning log {log} has no record for any layer of this model: default "
+                      "kernels used (tune this model with python -m prom_tvm.tune)",
+                      TuningLogWarning, stacklevel=2)
     # The kernels are called only by the VM, with tensors whose shapes and dtypes the Relax
     # program fixes and checks at its entry (the model's inputs); TIR's per-argument asserts
     # would repeat those checks inside every kernel and are 40% of the library's code

@@ -17,6 +17,7 @@ COMMANDS = {
     "build": ("prom_tvm.cli.build", "compile an ONNX model and export the library"),
     "demo": ("prom_tvm.demo", "the main job: PROM MobileNetV2 compiled, checked, benchmarked"),
     "report": ("prom_tvm.report", "per-layer energy and storage of a model"),
+    "tune": ("prom_tvm.tune", "measure the add-only kernels' knobs, write a tuning log"),
     "pack": ("prom_tvm.pack", "ternary QDQ weights stored at 2 bits (ONNX INT2, opset 25)"),
 }
 

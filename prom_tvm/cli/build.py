@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                     help="fix a dynamic input shape (repeatable)")
     ap.add_argument("--cc", default=None, help="C compiler / cross-compiler used to link")
+    ap.add_argument("--tuning-log", default=None, metavar="DIR",
+                    help="apply a log written by python -m prom_tvm tune (default: a shipped "
+                    "log for the target, if any)")
+    ap.add_argument("--no-tuning-log", action="store_true", help="ignore shipped logs too")
     ap.add_argument("--quiet", action="store_true", help="do not print the layer summary")
     args = ap.parse_args(argv)
 
@@ -85,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         out = output_path(args.model, args.output)
-        lib = build(args.model, args.target, input_shapes=parse_shapes(args.input_shape))
+        log = False if args.no_tuning_log else args.tuning_log
+        lib = build(args.model, args.target, input_shapes=parse_shapes(args.input_shape),
+                    tuning_log=log)
         lib.export_library(out, cc=args.cc)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Tuning the PROM kernels: task extraction, measurement (local / RPC), JSON logs."""

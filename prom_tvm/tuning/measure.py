@@ -1,0 +1,150 @@
+"""Time one kernel on this machine or on a device behind TVM's RPC tracker.
+
+The kernel is compiled for the tuning target, run on the given arguments (real-shaped and
+valid: table indices are the layer's own), checked against the expected output, then timed
+with ``time_evaluator`` (median of repeats).  Over RPC the library is exported (cross-linked
+for the target's triple), uploaded, loaded and timed on the device; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tvm
+
+
+def parse_tracker(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port), or a ValueError saying what is wrong."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--rpc-tracker {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9190")
+    return host, int(port)
+
+
+def _bounded(fn, timeout: float, what: str):
+    """Run ``fn()`` in a thread and give up after ``timeout`` s (TVM's tracker client blocks
+    without a timeout of its own while it waits for a free device)."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # re-raised in the caller's thread
+            box["error"] = err
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"{what} did not finish within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@dataclass
+class LocalRunner:
+    number: int = 20
+    repeat: int = 5
+    name: str = "local"
+
+    def device(self):
+        return tvm.cpu(), None
+
+    def load(self, lib, target):
+        return lib.mod
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class RPCRunner:
+    """A device under ``key`` at the tracker ``host:port`` (one session for the whole run)."""
+
+    host: str
+    port: int
+    key: str
+    timeout: float = 60.0
+    number: int = 20
+    repeat: int = 5
+    session = None
+    uploads: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"rpc {self.key}@{self.host}:{self.port}"
+
+    def connect(self):
+        import socket
+
+        from tvm import rpc
+
+        where = f"RPC tracker {self.host}:{self.port}"
+        try:  # TVM's client retries a refused connection for a minute: ask once first
+            socket.create_connection((self.host, self.port), timeout=min(10, self.timeout)).close()
+        except OSError as err:
+            raise ValueError(f"cannot reach the {where}: {err}. Start one with python -m "
+                             "tvm.exec.rpc_tracker --host HOST --port PORT") from None
+        try:
+            tracker = _bounded(lambda: rpc.connect_tracker(self.host, self.port), self.timeout,
+                               f"connecting to {where}")
+            summary = _bounded(tracker.summary, self.timeout, f"asking {where}")
+        except (OSError, RuntimeError) as err:
+            raise ValueError(f"cannot reach the {where}: {err}. Start one with python -m "
+                             "tvm.exec.rpc_tracker --host HOST --port PORT") from None
+        keys = sorted(summary.get("queue_info", {}))
+        if self.key not in keys:
+            raise ValueError(f"no RPC server is registered under key {self.key!r} at {where} "
+                             f"(keys there: {keys or 'none'}); start one with python -m "
+                             f"tvm.exec.rpc_server --tracker {self.host}:{self.port} "
+                             f"--key {self.key}")
+        self.session = _bounded(
+            lambda: tracker.request(self.key, priority=1, session_timeout=0),
+            self.timeout, f"waiting for a free {self.key!r} device at {where}")
+        return self.session
+
+    def device(self):
+        if self.session is None:
+            self.connect()
+        return self.session.cpu(0), self.session
+
+    def load(self, lib, target):
+        from ..export import compiler_for
+
+        cc = compiler_for(target)
+        # a new name per kernel: rewriting a library the device still has loaded crashes it
+        self.uploads += 1
+        name = f"prom_tvm_kernel_{self.uploads}.so"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            if cc is None:
+                lib.export_library(str(path))
+            else:
+                lib.export_library(str(path), fcompile=tvm.support.cc.cross_compiler(cc))
+            _bounded(lambda: self.session.upload(str(path)), self.timeout, "uploading a kernel")
+        return _bounded(lambda: self.session.load_module(name), self.timeout,
+                        "loading a kernel on the device")
+
+    def close(self) -> None:
+        self.session = None
+
+
+def measure(func, arrays: list[np.ndarray], out_shape, out_dtype: str, target, runner,
+            expected: np.ndarray | None = None) -> float:
+    """Seconds per call of PrimFunc ``func(*arrays, out)`` (median over repeats); raises
+    ``AssertionError`` when the output differs from ``expected``."""
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
+    dev, _ = runner.device()
+    mod = runner.load(lib, target)
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in arrays]
+    out = tvm.runtime.tensor(np.zeros(out_shape, out_dtype), dev)
+    mod["main"](*args, out)
+    if expected is not None and not np.array_equal(out.numpy(), expected):
+        raise AssertionError("a candidate kernel's output differs from the reference")
+    timer = mod.time_evaluator("main", dev, number=runner.number, repeat=runner.repeat)
+    return float(np.median(timer(*args, out).results))
