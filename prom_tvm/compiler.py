@@ -22,13 +22,14 @@ from .passes.schedule_kernels import ScheduleKernels, ScheduleLeftovers
 from .targets import check_buildable, parse_target
 
 
-def relax_pipeline(target: tvm.target.Target):
-    """The Relax pipeline that runs after lowering (phases 3-5 above)."""
+def relax_pipeline(target: tvm.target.Target, log=None):
+    """The Relax pipeline that runs after lowering (phases 3-5 above); ``log``: a
+    ``tuning.records.BuildLog`` whose meta-schedule schedules replace hand-written ones."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 
     @tvm.transform.module_pass(opt_level=0, name="prom_tvm.Pipeline")
     def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        passes = [ScheduleKernels(target)]
+        passes = [ScheduleKernels(target, log)]
         passes += cpu_generic.library_dispatch_passes(target)
         passes += cpu_generic.legalize_passes(target)
         if target.kind.name == "llvm":
@@ -108,22 +109,22 @@ def build(
     model = onnx_io.load_onnx(onnx_model)
     tgt = parse_target(target)
     check_buildable(tgt)
-    from .tuning.records import knobs_for_build
+    from .tuning.records import log_for_build
 
-    knobs, log = knobs_for_build(tuning_log, tgt)  # checked early: fails before work is done
+    log = log_for_build(tuning_log, tgt)  # checked early: fails before work is done
     shapes = onnx_io.input_shapes(model, input_shapes)
     dtypes = onnx_io.input_dtypes(model)
     model = onnx_io.unpack_subbyte_weights(model)
     # the kernels' vector width (lanes of the add-only code) follows the build's target
     mod, layers = lower_to_integer(model, shapes, dtypes,
-                                   {"target": tgt, "kernel_knobs": knobs, **(options or {})})
-    if log is not None and tuning_log is not None and not any(
+                                   {"target": tgt, "kernel_knobs": log.knobs, **(options or {})})
+    if log and tuning_log is not None and not log.ms_use and not any(
             lay.details.get("tuned") for lay in layers):
         import warnings
 
         from .tuning.records import TuningLogWarning
 
-        warnings.warn(f"tuning log {log} has no record for any layer of this model: default "
+        warnings.warn(f"tuning log {log.path} has no record for any layer of this model: default "
                       "kernels used (tune this model with python -m prom_tvm.tune)",
                       TuningLogWarning, stacklevel=2)
     # The kernels are called only by the VM, with tensors whose shapes and dtypes the Relax
@@ -133,7 +134,11 @@ def build(
     ctx = tvm.transform.PassContext.current()
     with tvm.transform.PassContext(opt_level=ctx.opt_level,
                                    config={**ctx.config, "tirx.disable_assert": True}):
-        ex = tvm.compile(mod, target=tgt, relax_pipeline=relax_pipeline(tgt))
+        ex = tvm.compile(mod, target=tgt, relax_pipeline=relax_pipeline(tgt, log))
+    tuned_kernels = getattr(log, "ms_applied", set())
+    for lay in layers:  # int8 kernels that run a meta-schedule schedule
+        if lay.details.get("kernel_symbol") in tuned_kernels:
+            lay.details["tuned"] = True
     outputs = [o.name for o in model.graph.output]
     return CompiledModel(ex, tgt, list(shapes), shapes, dtypes, outputs, layers, source=source)
 

@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
                     '"llvm -mcpu=cortex-a72"')
     ap.add_argument("--trials", type=int, default=8,
                     help="candidates measured per kernel workload, the default first (8)")
+    ap.add_argument("--ms-trials", type=int, default=32,
+                    help="meta-schedule trials (evolutionary search, XGBoost cost model) per "
+                    "int8 conv / dense workload; 0 skips them (32)")
     ap.add_argument("--log-dir", required=True, help="where prom_tvm_kernels.json goes")
     ap.add_argument("--rpc-tracker", default=None, metavar="HOST:PORT",
                     help="measure on a device registered with this TVM RPC tracker")
@@ -31,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue an existing log")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    if args.trials < 1:
-        ap.error("--trials must be >= 1")
+    if args.trials < 1 or args.ms_trials < 0:
+        ap.error("--trials must be >= 1 and --ms-trials >= 0")
     if (args.rpc_tracker is None) != (args.rpc_key is None):
         ap.error("--rpc-tracker and --rpc-key go together")
 
@@ -46,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             runner = RPCRunner(host, port, args.rpc_key, timeout=args.timeout)
             runner.connect()
         result = tune_model(args.model, args.target, args.log_dir, args.trials, runner,
-                            resume=args.resume, progress=not args.quiet)
+                            resume=args.resume, progress=not args.quiet,
+                            ms_trials=args.ms_trials)
     except (ValueError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -57,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if tot:
         print(f"{len(result.best)} workloads: default {tot_d:.1f} us -> tuned {tot:.1f} us "
               f"({tot / tot_d:.2f}x), {result.measured} new measurements")
+    for key, r in result.ms.items():
+        tuned = "failed" if r["tuned_us"] is None else f"{r['tuned_us']:9.1f} us"
+        print(f"{'int8 ' + r['name']:52s} {r['default_us']:9.1f} -> {tuned}  "
+              f"{'used' if r['use'] else 'kept the hand-written schedule'}")
     print(f"{'interrupted; ' if result.interrupted else ''}wrote {result.log_path}")
     return 130 if result.interrupted else 0
 

@@ -29,7 +29,8 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tuned(tiny, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("log")
-    assert main([str(tiny), "--trials", "3", "--log-dir", str(log_dir), "--quiet"]) == 0
+    assert main([str(tiny), "--trials", "3", "--ms-trials", "0", "--log-dir", str(log_dir),
+                 "--quiet"]) == 0
     return log_dir
 
 
@@ -144,7 +145,8 @@ def test_unknown_key_lists_the_keys_there():
 @pytest.mark.slow
 def test_tune_through_a_tracker_and_server_on_localhost(tiny, tmp_path):
     with rpc_fixtures.tracker() as port, rpc_fixtures.server(port, "cpu"):
-        code = main([str(tiny), "--trials", "2", "--log-dir", str(tmp_path), "--quiet",
+        code = main([str(tiny), "--trials", "2", "--ms-trials", "0", "--log-dir", str(tmp_path),
+                     "--quiet",
                      "--rpc-tracker", f"127.0.0.1:{port}", "--rpc-key", "cpu"])
     assert code == 0
     log = json.loads((tmp_path / records.FILE).read_text())
@@ -165,3 +167,51 @@ def test_a_server_that_dies_mid_run_is_a_clear_error(tiny, tmp_path):
                 tune_model(str(tiny), None, tmp_path, trials=2, runner=runner, progress=False)
             assert time.monotonic() - t0 < 60
     assert (tmp_path / records.FILE).exists()  # what was done so far is kept
+
+
+def _gemm_qdq():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from prom_tvm.models.qdq import quantize_qdq
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 32)).astype(np.float32) * 0.1
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")], "fc",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])],
+                          [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return quantize_qdq(m, rng.standard_normal((4, 1, 64)).astype(np.float32))
+
+
+def test_meta_schedule_tunes_an_int8_kernel_and_build_uses_it_only_if_faster(tmp_path):
+    """Evolutionary search + XGBoost on the int8 dense kernel; the record says whether it
+    beat the hand-written schedule, and build applies it only then, bit-exact."""
+    model = _gemm_qdq()
+    result = tune_model(model, None, tmp_path, trials=1, ms_trials=2, progress=False)
+    (rec,) = result.ms.values()
+    assert rec["default_us"] > 0 and rec["trials"] == 2
+    assert (tmp_path / "ms" / "database_tuning_record.json").exists()  # meta-schedule's format
+    log = records.read_log(tmp_path / records.FILE)
+    assert log["ms_records"] == {k: v for k, v in result.ms.items()}
+    lib = prom_tvm.build(model, tuning_log=tmp_path)
+    (row,) = lib.summary()
+    assert bool(row.get("tuned")) == rec["use"]
+    x = np.random.default_rng(1).standard_normal((1, 64)).astype(np.float32)
+    np.testing.assert_array_equal(lib(x), prom_tvm.build(model, tuning_log=False)(x))
+    # the same log, forced to use the tuned schedule: still bit-exact
+    log["ms_records"][next(iter(result.ms))]["use"] = True
+    records.write_log(tmp_path / records.FILE, log)
+    forced = prom_tvm.build(model, tuning_log=tmp_path)
+    assert forced.summary()[0]["tuned"]
+    np.testing.assert_array_equal(forced(x), prom_tvm.build(model, tuning_log=False)(x))
+
+
+def test_meta_schedule_database_missing_is_a_clear_error(tmp_path):
+    model = _gemm_qdq()
+    log = records.empty_log(__import__("prom_tvm.targets", fromlist=["x"]).parse_target(None))
+    log["ms_records"] = {"abc": {"use": True}}
+    records.write_log(tmp_path / records.FILE, log)
+    with pytest.raises(ValueError, match="has no database: copy the whole log directory"):
+        prom_tvm.build(model, tuning_log=tmp_path)

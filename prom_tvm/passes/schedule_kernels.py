@@ -46,11 +46,13 @@ def schedule_rule_of(func: tirx.PrimFunc) -> str | None:
 class ScheduleKernels:
     """Schedule every PrimFunc that carries a prom_tvm schedule rule, for ``target``."""
 
-    def __init__(self, target: tvm.target.Target):
+    def __init__(self, target: tvm.target.Target, log=None):
         self.target = target
+        self.log = log  # tuning.records.BuildLog: meta-schedule schedules that won
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         rules = _rules()
+        tuned = self._tuned_schedules(mod)
         for gv, func in list(mod.functions_items()):
             if not isinstance(func, tirx.PrimFunc) or (func.attrs and func.attrs.get(
                     "tirx.is_scheduled", False)):
@@ -58,11 +60,42 @@ class ScheduleKernels:
             rule = schedule_rule_of(func)
             if rule not in rules:
                 continue
-            sch = s_tir.Schedule(func)
-            rules[rule](sch, self.target)
-            mod[gv] = (sch.mod["main"].with_attr("tirx.is_scheduled", True)
-                       .with_attr("op_pattern", OPAQUE))
+            if gv.name_hint in tuned:
+                scheduled = tuned[gv.name_hint]
+            else:
+                sch = s_tir.Schedule(func)
+                rules[rule](sch, self.target)
+                scheduled = sch.mod["main"]
+            mod[gv] = scheduled.with_attr("tirx.is_scheduled", True).with_attr("op_pattern",
+                                                                                OPAQUE)
         return mod
+
+    def _tuned_schedules(self, mod: tvm.IRModule) -> dict:
+        """{function name: meta-schedule's schedule} for the log's winning int8 workloads."""
+        if not self.log or not self.log.ms_use:
+            return {}
+        from ..tuning import ms_tasks
+
+        db = ms_tasks.open_database(self.log.ms_dir)
+        if db is None:
+            raise ValueError(f"tuning log {self.log.path} lists meta-schedule schedules but "
+                             f"{self.log.ms_dir}/{ms_tasks.MS_DIR} has no database: copy the "
+                             "whole log directory")
+        out = {}
+        for task in ms_tasks.extract_int8_tasks(mod):
+            if task.key in self.log.ms_use:
+                best = ms_tasks.best_schedule(db, task.func, self.target)
+                if best is not None:
+                    out.update({name: best for name in _functions_like(mod, task.func)})
+        self.log.ms_applied = set(out)
+        return out
+
+
+def _functions_like(mod: tvm.IRModule, func: tirx.PrimFunc) -> list[str]:
+    import tvm_ffi
+
+    return [gv.name_hint for gv, f in mod.functions_items()
+            if isinstance(f, tirx.PrimFunc) and tvm_ffi.structural_equal(f, func)]
 
 
 @tvm.transform.module_pass(opt_level=0, name="prom_tvm.ScheduleLeftovers")

@@ -87,18 +87,32 @@ def write_log(path: str | os.PathLike, log: dict) -> None:
     os.replace(tmp, path)
 
 
-def knobs_for_build(tuning_log, target) -> tuple[dict, str | None]:
-    """({workload key: knobs}, the log's path) for ``build``.
+class BuildLog:
+    """What a build takes from a log: add-only knobs per workload, and the int8 workloads
+    whose meta-schedule schedule (in ``ms_dir``) beat the hand-written one."""
+
+    def __init__(self, path=None, knobs=None, ms_use=None):
+        self.path = None if path is None else str(path)
+        self.knobs = knobs or {}
+        self.ms_use = set(ms_use or ())
+        self.ms_dir = None if path is None else str(Path(path).parent)
+
+    def __bool__(self) -> bool:
+        return self.path is not None
+
+
+def log_for_build(tuning_log, target) -> BuildLog:
+    """The log ``build`` applies.
 
     ``tuning_log``: a directory or file (explicit: a corrupt one is an error, one for another
     target is ignored with a ``TuningLogWarning``), None (a shipped log for this target, if
     any, see ``shipped_log``), or False (none)."""
     if tuning_log is False:
-        return {}, None
+        return BuildLog()
     if tuning_log is None:
         path = shipped_log(target)
         if path is None:
-            return {}, None
+            return BuildLog()
     else:
         path = log_path(tuning_log)
     log = read_log(path)
@@ -106,8 +120,10 @@ def knobs_for_build(tuning_log, target) -> tuple[dict, str | None]:
         warnings.warn(f"tuning log {path} was made for {log['target_key']}, this build targets "
                       f"{target_key(target)}: ignored (default kernels used)", TuningLogWarning,
                       stacklevel=3)
-        return {}, None
-    return {k: r["knobs"] for k, r in log["records"].items()}, str(path)
+        return BuildLog()
+    ms_use = {k for k, r in (log.get("ms_records") or {}).items()
+              if isinstance(r, dict) and r.get("use")}
+    return BuildLog(path, {k: r["knobs"] for k, r in log["records"].items()}, ms_use)
 
 
 def shipped_log(target) -> Path | None:

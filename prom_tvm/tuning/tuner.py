@@ -35,6 +35,7 @@ class TuneResult:
     measured: int = 0
     interrupted: bool = False
     best: dict = field(default_factory=dict)  # key -> (knobs, us, default_us)
+    ms: dict = field(default_factory=dict)  # int8 workload hash -> meta-schedule record
 
 
 def extract_tasks(model, target, input_shapes=None) -> list[Task]:
@@ -78,10 +79,11 @@ def _inputs(layer, seed: int = 0):
 
 
 def tune_model(model, target, log_dir, trials: int = 8, runner=None, resume: bool = False,
-               input_shapes=None, progress: bool = True) -> TuneResult:
+               input_shapes=None, progress: bool = True, ms_trials: int = 0) -> TuneResult:
     """Tune ``model``'s add-only kernels for ``target``; ``trials``: candidates per workload
-    (the default included).  ``runner``: ``measure.LocalRunner()`` (default) or an
-    ``RPCRunner``.  Returns where the log is and what was measured."""
+    (the default included); ``ms_trials``: meta-schedule trials per int8 kernel (0: none).
+    ``runner``: ``measure.LocalRunner()`` (default) or an ``RPCRunner``.  Returns where the
+    log is and what was measured."""
     from ..targets import parse_target
     from .measure import LocalRunner, measure
 
@@ -134,6 +136,9 @@ def tune_model(model, target, log_dir, trials: int = 8, runner=None, resume: boo
                 log["records"][task.key] = entry
                 result.best[task.key] = (entry["knobs"], entry["us"], entry["default_us"])
             _save(path, log, runner, start, before)
+        if ms_trials > 0 and not result.interrupted:
+            _tune_int8_kernels(model, target, input_shapes, log, path, ms_trials, runner,
+                               result, resume, lambda: _save(path, log, runner, start, before))
     except KeyboardInterrupt:
         result.interrupted = True
         _save(path, log, runner, start, before)
@@ -141,6 +146,36 @@ def tune_model(model, target, log_dir, trials: int = 8, runner=None, resume: boo
         bar.close()
         runner.close()
     return result
+
+
+def _tune_int8_kernels(model, target, input_shapes, log, path, trials, runner, result,
+                       resume, save) -> None:
+    """Meta-schedule (evolutionary search, XGBoost) for each int8 conv / dense workload; the
+    tuned schedule is used only where it beats the hand-written one on our harness."""
+    from .. import onnx_io
+    from ..compiler import lower_to_integer
+    from . import ms_tasks
+    from .measure import measure
+
+    model = onnx_io.unpack_subbyte_weights(onnx_io.load_onnx(model))
+    mod, _ = lower_to_integer(model, onnx_io.input_shapes(model, input_shapes),
+                              onnx_io.input_dtypes(model), {"target": target})
+    done = log.setdefault("ms_records", {})
+    for task in ms_tasks.extract_int8_tasks(mod):
+        if resume and task.key in done:
+            continue
+        args, oshape, odt = ms_tasks.random_args(task.func)
+        hand = measure(ms_tasks.hand_scheduled(task.func, target), args, oshape, odt, target,
+                       runner)
+        best = ms_tasks.tune_int8(task, target, path.parent, trials, runner)
+        tuned = (measure(best, args, oshape, odt, target, runner) if best is not None
+                 else float("inf"))
+        done[task.key] = {"name": task.name, "layers": task.layers, "trials": trials,
+                          "default_us": round(hand * 1e6, 3),
+                          "tuned_us": round(tuned * 1e6, 3) if np.isfinite(tuned) else None,
+                          "use": bool(tuned < hand)}
+        result.ms[task.key] = done[task.key]
+        save()
 
 
 def _space(task: Task) -> list[dict]:
