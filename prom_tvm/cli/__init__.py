@@ -19,6 +19,7 @@ COMMANDS = {
     "report": ("prom_tvm.report", "per-layer energy and storage of a model"),
     "tune": ("prom_tvm.tune", "measure the add-only kernels' knobs, write a tuning log"),
     "pack": ("prom_tvm.pack", "ternary QDQ weights stored at 2 bits (ONNX INT2, opset 25)"),
+    "bench": ("prom_tvm.bench", "PROM vs int8 vs float, timed on a device or here"),
 }
 
 
