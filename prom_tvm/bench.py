@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import gc
 import itertools
 import json
 import os
@@ -212,7 +213,6 @@ def _build_variants(model, proto, target, names, work: Path, tuning_log,
 
 
 _upload_ids = itertools.count(1)
-_session_ids = itertools.count(1)
 
 
 def _open_session(runner_spec, timeout: float):
@@ -226,13 +226,11 @@ def _open_session(runner_spec, timeout: float):
     host, port, key = runner_spec
     runner = RPCRunner(host, port, key, timeout=timeout)
     session = runner.connect()  # reachable tracker, known key, a free device: bounded waits
-    return session.cpu(0), session, f"{key} session {next(_session_ids)}"
+    return session.cpu(0), session, f"{key} session"
 
 
 def _run_variant(var: _Variant, runner_spec, inputs, ref, step, number, repeat, timeout,
                  tolerance, description) -> VariantResult:
-    import gc
-
     try:
         return _run_variant_in_session(var, runner_spec, inputs, ref, step, number, repeat,
                                        timeout, tolerance, description)
@@ -433,9 +431,11 @@ def bench_model(
         host, port, key = runner_spec
         progress(f"checking the RPC tracker {host}:{port} for key {key!r} ...")
         probe = RPCRunner(host, port, key, timeout=timeout)
-        probe.connect()
+        probe.connect()  # holds one device: the others still free are counted with it
+        free = 1 + _free_servers(host, port, key, timeout)
         probe.close()
-        free = max(1, _free_servers(host, port, key, timeout))
+        del probe
+        gc.collect()  # the probe's session ends here (see _run_variant)
     workers = min(len(variants), free if sessions is None else max(1, sessions))
 
     onnx_proto = onnx_io.unpack_subbyte_weights(onnx_io.load_onnx(onnx_path))
@@ -478,6 +478,9 @@ def bench_model(
                 results = list(pool.map(one, built))
         else:
             results = [one(v) for v in built]
+        for i, r in enumerate(results):
+            if r.session != "local":
+                r.session += f" {i + 1}"  # one session per variant
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -516,7 +519,8 @@ def bench_model(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prom_tvm.bench",
-                                 description=__doc__.split("\n")[0].strip("`"))
+                                 description="Benchmark a PROM model against its int8-only and float variants on "
+                                 "a device (TVM RPC tracker) or on this machine (--local).")
     ap.add_argument("model", help="QDQ ONNX model, or a .so written by prom_tvm (with its "
                     ".prom.json)")
     ap.add_argument("--target", default=None, help='TVM target (default: this CPU, or a .so\'s '

@@ -1,0 +1,185 @@
+"""``python -m prom_tvm.bench``: PROM vs int8-only vs float, here and over TVM's RPC tracker."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import onnx
+import pytest
+import rpc_fixtures
+
+import prom_tvm
+from prom_tvm.bench import AgreementError, bench_model, main
+from prom_tvm.models.tiny_cnn import tiny_qdq_cnn
+from prom_tvm.reference import TOLERANCE_LSB
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "tiny.onnx"
+    onnx.save(tiny_qdq_cnn(16), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_so(tiny, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench_so") / "tiny.so"
+    prom_tvm.build(tiny, tuning_log=False).export_library(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def farm():
+    """A tracker on 127.0.0.1 with two servers under the key "farm"; yields the tracker's
+    port. Always torn down."""
+    from tvm import rpc
+
+    with rpc_fixtures.tracker() as port, rpc_fixtures.server(port, "farm"), \
+            rpc_fixtures.server(port, "farm"):
+        deadline = time.monotonic() + 60
+        while rpc.connect_tracker("127.0.0.1", port).summary()["queue_info"].get(
+                "farm", {}).get("free", 0) < 2:
+            assert time.monotonic() < deadline, "the second 'farm' server did not register"
+            time.sleep(0.3)
+        yield port
+
+
+def _check_json(path, runner_prefix, names=("prom", "int8", "float")):
+    data = json.loads(path.read_text())
+    assert data["format"] == "prom_tvm.bench/1"
+    assert data["runner"].startswith(runner_prefix)
+    assert [v["name"] for v in data["variants"]] == list(names)
+    for v in data["variants"]:
+        assert v["within_tolerance"] and v["top1_same"] and v["max_lsb"] <= TOLERANCE_LSB
+        assert len(v["results_ms"]) == data["repeat"]
+        assert 0 < v["p10_ms"] <= v["median_ms"] <= v["p90_ms"]
+        assert v["library_bytes"] > 0
+    assert data["variants"][0]["vs_prom"] == 1.0
+    return data
+
+
+def _table_rows(out: str) -> list[str]:
+    return [line.split()[0] for line in out.splitlines()
+            if line.split() and line.split()[0] in ("prom", "int8", "float")
+            and len(line.split()) >= 8]
+
+
+def test_local_run_prints_the_table_and_writes_json_and_plot(tiny, tmp_path, capsys):
+    code = main([str(tiny), "--local", "--repeat", "3", "--number", "2", "--quiet",
+                 "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert _table_rows(out) == ["prom", "int8", "float"]
+    assert "median ms" in out and "vs PROM" in out and "max LSB" in out
+    assert "run in float" in out  # the float variant says what it is
+    assert "qemu" not in out
+    data = _check_json(tmp_path / "b.json", "local")
+    assert data["repeat"] == 3 and data["number"] == 2 and not data["emulated"]
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rpc_run_uploads_the_exported_libraries(tiny, farm, tmp_path, capsys):
+    code = main([str(tiny), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "farm",
+                 "--sessions", "1", "--repeat", "3", "--number", "2", "--quiet", "--timeout", "30",
+                 "--work-dir", str(tmp_path / "libs"), "--json", str(tmp_path / "r.json"),
+                 "--plot", str(tmp_path / "r.svg")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert _table_rows(out) == ["prom", "int8", "float"]
+    data = _check_json(tmp_path / "r.json", f"rpc farm@127.0.0.1:{farm}")
+    # one session per variant, one after the other; the exported libraries are the ones uploaded
+    assert [v["session"] for v in data["variants"]] == [f"farm session {i}" for i in (1, 2, 3)]
+    assert not any("at once" in n for n in data["notes"])
+    for v in data["variants"]:
+        assert v["library"] == str(tmp_path / "libs" / f"{v['name']}.so")
+        assert (tmp_path / "libs" / f"{v['name']}.so").stat().st_size == v["library_bytes"]
+    assert (tmp_path / "libs" / "prom.so.prom.json").is_file()
+    assert b"<svg" in (tmp_path / "r.svg").read_bytes()
+
+
+def test_variants_spread_over_the_servers_under_one_key(tiny, farm, capsys):
+    result = bench_model(tiny, rpc_tracker=f"127.0.0.1:{farm}", rpc_key="farm", repeat=2,
+                         number=1, timeout=30, emulated=True)
+    assert [v.name for v in result.variants] == ["prom", "int8", "float"]
+    assert any("2 sessions at once" in n for n in result.notes)
+    assert all(v.within_tolerance for v in result.variants)
+    assert result.emulated and "qemu" in result.table()  # timings flagged as not device ones
+
+
+def test_so_input_locally_and_over_rpc(tiny_so, farm, tmp_path, capsys):
+    code = main([str(tiny_so), "--local", "--repeat", "2", "--number", "1", "--quiet",
+                 "--variants", "prom,float", "--json", str(tmp_path / "so.json")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    data = json.loads((tmp_path / "so.json").read_text())
+    assert [v["name"] for v in data["variants"]] == ["prom (.so)", "float"]
+    assert data["variants"][0]["library"] == str(tiny_so)  # the given library, not a rebuild
+    assert all(v["within_tolerance"] for v in data["variants"])
+    result = bench_model(tiny_so, rpc_tracker=f"127.0.0.1:{farm}", rpc_key="farm",
+                         variants=("prom",), repeat=2, number=1, timeout=30)
+    (only,) = result.variants
+    assert only.name == "prom (.so)" and only.within_tolerance and only.session == "farm session 1"
+
+
+def test_so_without_its_onnx_model_says_what_to_pass(tiny, tmp_path, capsys):
+    path = tmp_path / "m.so"
+    prom_tvm.build(onnx.load(tiny), tuning_log=False).export_library(path)  # no source
+    assert main([str(path), "--local", "--quiet"]) == 2
+    assert "pass --onnx MODEL.onnx" in capsys.readouterr().err
+    (tmp_path / "no.so").write_bytes(b"x")
+    assert main([str(tmp_path / "no.so"), "--local", "--quiet"]) == 2
+    assert "metadata no.so.prom.json is missing" in capsys.readouterr().err
+
+
+def test_malformed_tracker_address_is_exit_2(tiny, capsys):
+    assert main([str(tiny), "--rpc-tracker", "nohost", "--rpc-key", "k", "--quiet"]) == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
+    assert main([str(tiny), "--rpc-tracker", "127.0.0.1:99999", "--rpc-key", "k"]) == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tiny), "--rpc-tracker", "127.0.0.1:9190"])
+    assert "needs --rpc-key" in capsys.readouterr().err
+
+
+def test_unknown_key_is_exit_2_listing_the_keys(tiny, farm, capsys):
+    t0 = time.monotonic()
+    assert main([str(tiny), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "gone",
+                 "--quiet", "--timeout", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "no RPC server is registered under key 'gone'" in err
+    assert "keys there: ['farm']" in err
+    assert time.monotonic() - t0 < 20  # checked before anything is built
+
+
+def test_unreachable_tracker_is_exit_2_without_hanging(tiny, capsys):
+    port = rpc_fixtures.free_port()  # nothing listens there
+    t0 = time.monotonic()
+    assert main([str(tiny), "--rpc-tracker", f"127.0.0.1:{port}", "--rpc-key", "k",
+                 "--quiet", "--timeout", "5"]) == 2
+    assert f"cannot reach the RPC tracker 127.0.0.1:{port}" in capsys.readouterr().err
+    assert time.monotonic() - t0 < 20
+
+
+def test_a_target_that_cannot_run_here_needs_rpc(tiny, capsys):
+    assert main([str(tiny), "--local", "--target", "llvm -mcpu=cortex-a72", "--quiet"]) == 2
+    assert "cannot run on this machine" in capsys.readouterr().err
+
+
+def test_prom_beyond_tolerance_fails_loudly_after_the_table(tiny, monkeypatch, capsys):
+    from prom_tvm import onnx_io, reference
+
+    step = onnx_io.output_step(onnx.load(tiny))
+    real = reference.ExactReference.run
+    monkeypatch.setattr(reference.ExactReference, "run",
+                        lambda self, x: [o + 10 * step for o in real(self, x)])
+    assert main([str(tiny), "--local", "--variants", "prom", "--repeat", "2", "--number", "1",
+                 "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert _table_rows(captured.out) == ["prom"]
+    assert f"10 LSB from the exact QDQ reference (tolerance {TOLERANCE_LSB})" in captured.err
+    with pytest.raises(AgreementError) as info:
+        bench_model(tiny, variants=("prom",), repeat=2, number=1)
+    assert info.value.result.variants[0].max_lsb == 10
+    assert not np.isnan(info.value.result.variants[0].median_ms)
