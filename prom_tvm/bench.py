@@ -234,6 +234,13 @@ def _run_variant(var: _Variant, runner_spec, inputs, ref, step, number, repeat, 
     try:
         return _run_variant_in_session(var, runner_spec, inputs, ref, step, number, repeat,
                                        timeout, tolerance, description)
+    except RuntimeError as err:  # tvm.error.* (RPCError: the device failed or went away)
+        if runner_spec is None:
+            raise
+        last = str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
+        raise ValueError(f"the {var.name} variant failed on the device "
+                         f"({runner_spec[2]!r} at {runner_spec[0]}:{runner_spec[1]}): {last}. "
+                         "Is the server's CPU the target's?") from err
     finally:
         # the RPC session ends when its last reference goes (TVM has no close()); the VM and
         # closures around it form cycles, so collect them now: the device becomes free for
@@ -420,6 +427,10 @@ def bench_model(
     if runner_spec is None and not is_host_compatible(target):
         raise ValueError(f"the target {target_summary(target)} cannot run on this machine: "
                          "benchmark it on a device with --rpc-tracker HOST:PORT --rpc-key KEY")
+    from .export import compiler_for
+
+    if library is None or list(variants) != ["prom"]:  # something is built and exported
+        compiler_for(target)  # a missing cross-compiler is reported before anything is built
     if library is not None and runner_spec is None:
         import prom_tvm
 
@@ -518,9 +529,10 @@ def bench_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m prom_tvm.bench",
-                                 description="Benchmark a PROM model against its int8-only and float variants on "
-                                 "a device (TVM RPC tracker) or on this machine (--local).")
+    ap = argparse.ArgumentParser(
+        prog="python -m prom_tvm.bench",
+        description="Benchmark a PROM model against its int8-only and float variants on a "
+        "device (TVM RPC tracker) or on this machine (--local).")
     ap.add_argument("model", help="QDQ ONNX model, or a .so written by prom_tvm (with its "
                     ".prom.json)")
     ap.add_argument("--target", default=None, help='TVM target (default: this CPU, or a .so\'s '

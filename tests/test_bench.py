@@ -183,3 +183,14 @@ def test_prom_beyond_tolerance_fails_loudly_after_the_table(tiny, monkeypatch, c
         bench_model(tiny, variants=("prom",), repeat=2, number=1)
     assert info.value.result.variants[0].max_lsb == 10
     assert not np.isnan(info.value.result.variants[0].median_ms)
+
+
+def test_emulated_is_guessed_for_another_arch_behind_a_local_tracker():
+    from prom_tvm.bench import _is_emulated
+    from prom_tvm.targets import parse_target
+
+    a72, here = parse_target("llvm -mcpu=cortex-a72"), parse_target(None)
+    assert _is_emulated(a72, ("127.0.0.1", 9190, "a72"))
+    assert not _is_emulated(a72, ("board-farm.lan", 9190, "a72"))  # a real board
+    assert not _is_emulated(here, ("127.0.0.1", 9190, "cpu"))
+    assert not _is_emulated(a72, None)
