@@ -215,3 +215,17 @@ def test_meta_schedule_database_missing_is_a_clear_error(tmp_path):
     records.write_log(tmp_path / records.FILE, log)
     with pytest.raises(ValueError, match="has no database: copy the whole log directory"):
         prom_tvm.build(model, tuning_log=tmp_path)
+
+
+@pytest.mark.slow
+def test_meta_schedule_over_rpc_with_one_board(tmp_path):
+    """One server under the key: the tuner releases its session while meta-schedule's runner
+    measures, then takes it back (no wait for a device that never frees)."""
+    model = _gemm_qdq()
+    with rpc_fixtures.tracker() as port, rpc_fixtures.server(port, "one"):
+        runner = RPCRunner("127.0.0.1", port, "one", timeout=60)
+        runner.connect()
+        result = tune_model(model, None, tmp_path, trials=1, ms_trials=2, runner=runner,
+                            progress=False)
+    (rec,) = result.ms.values()
+    assert rec["default_us"] > 0 and rec["tuned_us"] is not None

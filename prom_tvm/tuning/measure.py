@@ -131,7 +131,12 @@ class RPCRunner:
                         "loading a kernel on the device")
 
     def close(self) -> None:
+        """Release the device: TVM's sessions have no close(), they end when collected (and
+        the tracker hands the device to the next request, e.g. meta-schedule's runner)."""
+        import gc
+
         self.session = None
+        gc.collect()
 
 
 def measure(func, arrays: list[np.ndarray], out_shape, out_dtype: str, target, runner,

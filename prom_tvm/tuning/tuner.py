@@ -167,6 +167,7 @@ def _tune_int8_kernels(model, target, input_shapes, log, path, trials, runner, r
         args, oshape, odt = ms_tasks.random_args(task.func)
         hand = measure(ms_tasks.hand_scheduled(task.func, target), args, oshape, odt, target,
                        runner)
+        runner.close()  # one board under the key: meta-schedule's runner needs it now
         best = ms_tasks.tune_int8(task, target, path.parent, trials, runner)
         tuned = (measure(best, args, oshape, odt, target, runner) if best is not None
                  else float("inf"))
