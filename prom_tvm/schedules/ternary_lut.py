@@ -122,9 +122,14 @@ def choose_config(cin: int, cout: int, hw: int, x_dtype: str, lanes: int,
     blocks = -(-groups // gb_max)
     gb = -(-groups // blocks)
     if word_loads and gb >= 8:  # whole 4-byte words of indices per block
-        gb4 = gb_max // 4 * 4
-        blocks = -(-groups // gb4)
-        gb = -(-(-(-groups // blocks)) // 4) * 4
+        # the multiple of 4 that wastes least: padded lookups + ~2 ops per block's
+        # accumulator update (and padding is stored: bits per weight)
+        def cost(size: int) -> int:
+            n = -(-groups // size)
+            return n * size + 2 * n
+
+        gb = min(range(gb_max // 4 * 4, 7, -4), key=cost)
+        blocks = -(-groups // gb)
     acc = "int16" if _bound(signs, cin, x_dtype) <= 32767 else "int32"
     # blocks whose int16 sum provably fits: (blocks * gb * g) channels of max|x| each
     chunk_blocks = blocks if acc == "int16" else max(1, 32767 // (per_x * g * gb))
