@@ -2,9 +2,11 @@
 
 Engines, all called the same way (numpy in, numpy out, from Python):
 
-- ``prom_tvm``          ``prom_tvm.build(qdq_model)`` untuned, for this CPU
-- ``prom_tvm-avx2``     the same, built for ``{"kind": "llvm", "mcpu": "haswell"}`` (AVX2, no
-                        AVX-512: what a Haswell..Zen 3 CPU would run; it runs here too)
+- ``prom_tvm``          ``prom_tvm.build(qdq_model)`` for this CPU, with the tuning log shipped
+                        for it if there is one (``prom_tvm/tuning_logs/``: tuned)
+- ``prom_tvm-untuned``  the same with ``tuning_log=False`` (the hand-written defaults)
+- ``prom_tvm-avx2``     built for ``{"kind": "llvm", "mcpu": "haswell"}`` (AVX2, no AVX-512: what
+                        a Haswell..Zen 3 CPU would run; it runs here too; its shipped log applies)
 - ``onnxruntime-int8``  the same QDQ model, ORT_ENABLE_ALL (QLinearConv / MLAS)
 - ``onnxruntime-fp32``  the float model it was quantized from
 - ``tvm-stock-fp32``    the float model through ``tvm.relax.frontend.onnx.from_onnx`` and
@@ -41,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
-ENGINES = ("prom_tvm", "prom_tvm-avx2", "onnxruntime-int8", "onnxruntime-fp32", "tvm-stock-fp32")
+ENGINES = ("prom_tvm", "prom_tvm-untuned", "prom_tvm-avx2", "onnxruntime-int8", "onnxruntime-fp32",
+           "tvm-stock-fp32")
 AVX2 = {"kind": "llvm", "mcpu": "haswell"}
 BASELINE = "onnxruntime-int8"  # ratios are medians over this engine's median
 GAP_MS = 20.0  # sleep before each batch when threads > 1 (pool threads stop spinning)
@@ -82,13 +85,16 @@ def _ort_engine(name: str, model, threads: int) -> Engine:
     )
 
 
-def _prom_tvm_engine(qdq_model, threads: int, name: str = "prom_tvm", target=None) -> Engine:
-    """``prom_tvm.build`` for ``target`` (None: this CPU)."""
+def _prom_tvm_engine(qdq_model, threads: int, name: str = "prom_tvm", target=None,
+                     tuning_log=None) -> Engine:
+    """``prom_tvm.build`` for ``target`` (None: this CPU); ``tuning_log`` None: the shipped
+    log for the target if any, False: untuned."""
     import prom_tvm
 
     start = time.perf_counter()
-    compiled = prom_tvm.build(qdq_model, target=target)
-    info = {"build_s": round(time.perf_counter() - start, 2)}
+    compiled = prom_tvm.build(qdq_model, target=target, tuning_log=tuning_log)
+    info = {"build_s": round(time.perf_counter() - start, 2),
+            "tuned_layers": sum(bool(r.get("tuned")) for r in compiled.summary())}
     if hasattr(compiled, "kernel_counts"):
         info["kernels"] = compiled.kernel_counts()
     if hasattr(compiled, "target"):
@@ -123,6 +129,8 @@ def _tvm_stock_engine(float_model, threads: int) -> Engine:
 def make_engines(names, float_model, qdq_model, threads: int) -> tuple[list[Engine], dict]:
     factories = {
         "prom_tvm": lambda: _prom_tvm_engine(qdq_model, threads),
+        "prom_tvm-untuned": lambda: _prom_tvm_engine(qdq_model, threads, "prom_tvm-untuned",
+                                                     tuning_log=False),
         "prom_tvm-avx2": lambda: _prom_tvm_engine(qdq_model, threads, "prom_tvm-avx2", AVX2),
         "onnxruntime-int8": lambda: _ort_engine("onnxruntime-int8", qdq_model, threads),
         "onnxruntime-fp32": lambda: _ort_engine("onnxruntime-fp32", float_model, threads),

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 COLORS = {
+    "prom_tvm-untuned": "#9ecae1",
     "prom_tvm": "#1f5fa8",
     "prom_tvm-avx2": "#78aee0",
     "onnxruntime-int8": "#c8352b",
