@@ -114,8 +114,11 @@ def tune_int8(task: MSTask, target, log_dir: Path, trials: int, runner) -> tirx.
     from tvm.s_tir import meta_schedule as ms
 
     work = Path(log_dir) / MS_DIR
+    # 30 s (the default) is too little for one int8 kernel's build on a loaded 2-core machine
+    builder = ms.builder.LocalBuilder(timeout_sec=180)
     db = ms.tune_tir(workload(task.func), target, str(work), max_trials_global=trials,
                      num_trials_per_iter=min(trials, 16), runner=ms_runner(runner),
+                     builder=builder,
                      cost_model="xgb", strategy="evolutionary")
     return best_schedule(db, task.func, target)
 
