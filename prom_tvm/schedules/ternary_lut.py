@@ -184,7 +184,7 @@ def _skeleton(n_batch: int, cin: int, cout: int, hw: int, groups: int, x_dtype: 
     """PrimFunc main(x (N, Cin, HW), idx (Cout, groups) uint8, bias, scale[, magnitude],
     out (N, Cout, HW)) (NCHW x and out with ``spatial``), the N,C,HW views of x and out, the
     other buffers and the views' DeclBuffer statements; the body is replaced."""
-    from .ternary_specialized import fake_compute, flat_views, spatial_shape
+    from .ternary_specialized import fake_compute, skeleton_buffers, spatial_shape
 
     sp = spatial_shape(hw, spatial)
     x = te.placeholder((n_batch, cin, *sp), x_dtype, "x")
@@ -200,13 +200,7 @@ def _skeleton(n_batch: int, cin: int, cout: int, hw: int, groups: int, x_dtype: 
         return v.astype(out_dtype)
 
     out = fake_compute((n_batch, cout, *sp), fake)
-    func = te.create_prim_func([x, idx, *consts, out])
-    stmt = func.body
-    while not (isinstance(stmt, s_tir.SBlock) and stmt.name_hint == "out"):
-        stmt = stmt.block if isinstance(stmt, s_tir.SBlockRealize) else stmt.body
-    bufs = {r.source.name: r.source for r in stmt.reads}
-    bufs["out"] = stmt.writes[0].source
-    views, decls = flat_views(func, bufs, spatial, hw)
+    func, bufs, views, decls = skeleton_buffers([x, idx, *consts], out, spatial, hw)
     return (func, views["x"], bufs["idx"], [bufs[nm] for nm, _ in names], views["out"],
             decls)
 

@@ -178,14 +178,22 @@ def _io_buffers(n_batch: int, cin: int, cout: int, hw: int, x_dtype: str, out_dt
         return v.astype(out_dtype)
 
     out = fake_compute((n_batch, cout, *sp), fake)
-    func = te.create_prim_func([x, *consts, out])
+    func, bufs, views, decls = skeleton_buffers([x, *consts], out, spatial, hw)
+    return func, views["x"], [bufs[nm] for nm, _ in names], views["out"], decls
+
+
+def skeleton_buffers(inputs: list, out, spatial, hw: int):
+    """The PrimFunc of a placeholder compute ``out`` over ``inputs`` (its body is replaced by
+    the caller), its parameter buffers by name (``out`` for the output), the N,C,HW views of
+    x and out, and the views' DeclBuffer statements."""
+    func = te.create_prim_func([*inputs, out])
     stmt = func.body
     while not (isinstance(stmt, s_tir.SBlock) and stmt.name_hint == "out"):
         stmt = stmt.block if isinstance(stmt, s_tir.SBlockRealize) else stmt.body
     bufs = {r.source.name: r.source for r in stmt.reads}
     bufs["out"] = stmt.writes[0].source
     views, decls = flat_views(func, bufs, spatial, hw)
-    return func, views["x"], [bufs[nm] for nm, _ in names], views["out"], decls
+    return func, bufs, views, decls
 
 
 def vec(dtype: str, lanes: int) -> str:
