@@ -12,6 +12,7 @@ import tvm_ffi
 from tvm import s_tir, te, tirx
 
 from prom_tvm.schedules.cpu_default import loop_extent, vector_bits, vector_lanes, vectorize_loop
+from prom_tvm.schedules.int8_arm_intrin import dense_dot_intrin, dot_kind
 from prom_tvm.schedules.int8_x86_intrin import (
     dot_intrin,
     has_avx2,
@@ -136,21 +137,21 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     n, kk = loop_extent(sch, j), loop_extent(sch, k)
     n_major = not _k_major_access(sch, dense)
     x_dtype = sch.get(dense).reads[0].source.dtype
+    dots = []  # (intrinsic, partial sums, products per partial sum) to try, best first
     if n_major and kk % 64 == 0 and x_dtype == "uint8" and has_vnni_vbmi(target):
-        try:
-            _schedule_vnni(sch.copy())
-        except (RuntimeError, ValueError):
-            pass  # fall back to the generic kernel below
-        else:
-            return _schedule_vnni(sch)
+        dots.append((dot_intrin(16), 16, 4))
     avx2 = has_avx2(target) and vector_bits(target) == 256
     if n_major and kk % 16 == 0 and avx2 and x_dtype in ("uint8", "int8"):
+        dots.append((pmaddwd_dot_intrin(x_dtype), 8, 2))
+    arm_dot = dot_kind(target, x_dtype)
+    if n_major and kk % 16 == 0 and arm_dot is not None:
+        dots.append((dense_dot_intrin(arm_dot), 4, 4))
+    for intrin, lanes_k, group in dots:
         try:
-            _schedule_vnni(sch.copy(), pmaddwd_dot_intrin(x_dtype))
+            _schedule_vnni(sch.copy(), intrin, lanes_k, group)
         except (RuntimeError, ValueError):
-            pass
-        else:
-            return _schedule_vnni(sch, pmaddwd_dot_intrin(x_dtype))
+            continue  # fall back to the next kernel, then the generic one below
+        return _schedule_vnni(sch, intrin, lanes_k, group)
     if n_major and kk % lanes == 0:
         ko, ki = sch.split(k, [None, lanes])
         jo, ji = sch.split(j, [None, _divisor(n, 4)])
@@ -192,16 +193,17 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     return sch
 
 
-def _schedule_vnni(sch: s_tir.Schedule, intrin: str | None = None) -> s_tir.Schedule:
-    """(N, K) weights on AVX-512 VNNI: 16 int32 partial sums per output, each ``vpdpbusd``
-    adding 64 products of a contiguous activation and weight slice; four outputs share each
-    activation load; the 16 lanes are summed at the end. With ``intrin`` (AVX2's
-    :func:`pmaddwd_dot_intrin`) the same nest has 8 partial sums of 16 products each."""
+def _schedule_vnni(sch: s_tir.Schedule, intrin: str, lanes: int, group: int) -> s_tir.Schedule:
+    """(N, K) weights with a dot-product instruction: ``lanes`` int32 partial sums per
+    output, each adding ``group`` products per step, so one instruction covers a contiguous
+    ``lanes * group`` slice of activations and weights (AVX-512 VNNI ``vpdpbusd``: 16 x 4,
+    AVX2 ``vpmaddwd``: 8 x 2, AArch64 ``udot`` / ``sdot`` / ``usdot``: 4 x 4); four outputs
+    share each activation load; the lanes are summed at the end."""
     dense = sch.get_sblock("dense")
     req = sch.get_sblock("requant")
     i, j, k = sch.get_loops(dense)
     n = loop_extent(sch, j)
-    ko, kj, kk = sch.split(k, [None, 8, 2] if intrin else [None, 16, 4])
+    ko, kj, kk = sch.split(k, [None, lanes, group])
     jo, ji = sch.split(j, [None, _divisor(n, 4)])
     sch.reorder(jo, i, ko, ji, kj, kk)
     sch.parallel(jo)
@@ -211,7 +213,7 @@ def _schedule_vnni(sch: s_tir.Schedule, intrin: str | None = None) -> s_tir.Sche
     init = sch.decompose_reduction(rf, sch.get_loops(rf)[-4])
     sch.vectorize(sch.get_loops(init)[-1])
     sch.reverse_compute_at(req, jo)
-    sch.tensorize(rf_kj, intrin or dot_intrin(16))
+    sch.tensorize(rf_kj, intrin)
     return sch
 
 
