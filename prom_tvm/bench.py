@@ -44,7 +44,7 @@ DESCRIPTIONS = {
     "float": "TVM stock pipeline (from_onnx + tvm.compile): the QDQ graph run in float",
     "prom (.so)": "the given prom_tvm library, as exported",
 }
-EMULATED_NOTE = ("the device is emulated (qemu): timings under qemu are not device timings; "
+EMULATED_NOTE = ("the device is emulated (qemu): timings under qemu are not {cpu} timings; "
                  "the run checks correctness and the tooling, not speed")
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
@@ -321,14 +321,17 @@ def _input_arrays(names, shapes, dtypes, seed: int) -> list[np.ndarray]:
     return arrays
 
 
-def _is_emulated(target, runner_spec) -> bool:
-    from .targets import _arch_family, _host_triple
+def _device_emulated(session, target, timeout: float) -> tuple[bool, str]:
+    """(emulated, a note): the probe library's reading of the device's kernel; a probe that
+    cannot run says so and counts as not emulated (``--emulated`` forces it)."""
+    from .device_probe import probe_device
 
-    if runner_spec is None:
-        return False
-    triple = str(target.attrs.get("mtriple", "")) or _host_triple()
-    return _arch_family(triple) != _arch_family(_host_triple()) and \
-        runner_spec[0] in _LOCAL_HOSTS
+    try:
+        kernel = probe_device(session, target, timeout)
+    except (RuntimeError, OSError, TimeoutError) as err:
+        last = str(err).strip().splitlines()[-1][:200] if str(err).strip() else type(err).__name__
+        return False, f"could not ask the device whether it is emulated ({last})"
+    return kernel.emulated, f"device check: {kernel.evidence}"
 
 
 def _from_library(path: Path, onnx_path, target_arg):
@@ -384,9 +387,11 @@ def bench_model(
     from (its metadata's ``source``, or ``onnx_model``) gives the reference and the other
     variants.  Without ``rpc_tracker`` / ``rpc_key`` everything runs on this machine (the target
     must run here).  ``sessions``: at most this many devices at once (default: every free server
-    under the key, one session per variant).  ``emulated``: None = guessed (the target's
-    architecture is not this machine's and the tracker is on this machine).  ``work_dir``: where
-    the libraries are exported (default: a temporary folder, removed afterwards).  With
+    under the key, one session per variant).  ``emulated``: None = asked of the device
+    (:mod:`prom_tvm.device_probe`: the target's code reads the kernel it runs on; an aarch64
+    library on an x86_64 kernel is emulated), True = say so whatever the device says.
+    ``work_dir``: where the libraries are exported (default: a temporary folder, removed
+    afterwards).  With
     ``check`` a PROM output beyond ``TOLERANCE_LSB`` raises :class:`AgreementError`.
 
     Raises ValueError for a malformed tracker address, an unreachable tracker, an unknown key
@@ -441,12 +446,17 @@ def bench_model(
 
     # the tracker, the key and a free device are checked before anything is built
     free = 1
+    kernel_note = None
     if runner_spec is not None:
         host, port, key = runner_spec
         progress(f"checking the RPC tracker {host}:{port} for key {key!r} ...")
         probe = RPCRunner(host, port, key, timeout=timeout)
-        probe.connect()  # holds one device: the others still free are counted with it
+        session = probe.connect()  # holds one device: the others still free are counted with it
         free = 1 + _free_servers(host, port, key, timeout)
+        if emulated is None:  # asked of the device's kernel (prom_tvm.device_probe)
+            progress("asking the device which kernel its code runs on ...")
+            emulated, kernel_note = _device_emulated(session, target, timeout)
+        del session
         probe.close()
         del probe
         gc.collect()  # the probe's session ends here (see _run_variant)
@@ -461,8 +471,7 @@ def bench_model(
     progress("computing the exact QDQ reference on the host ...")
     ref = ExactReference(onnx_proto).run(dict(zip(names, inputs, strict=True)))[0]
 
-    if emulated is None:
-        emulated = _is_emulated(target, runner_spec)
+    emulated = bool(emulated)  # None here: run on this machine
     runner_name = "local" if runner_spec is None else \
         f"rpc {runner_spec[2]}@{runner_spec[0]}:{runner_spec[1]}"
 
@@ -511,7 +520,10 @@ def bench_model(
     if "float" not in variants:
         notes = []
     if emulated:
-        notes.insert(0, EMULATED_NOTE)
+        cpu = str(target.attrs.get("mcpu", "")) or str(target.attrs.get("mtriple", "")) or "device"
+        notes.insert(0, EMULATED_NOTE.format(cpu=cpu))
+    if kernel_note:
+        notes.insert(1 if emulated else 0, kernel_note)
     if workers > 1:
         notes.append(f"variants measured in {workers} sessions at once (one device each); "
                      "the repeats of a variant stay on one device")
@@ -555,9 +567,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=None,
                     help="at most this many devices at once (default: every free server under "
                     "the key, one session per variant)")
-    ap.add_argument("--emulated", action="store_true", help="the device is emulated (qemu): "
-                    "say that timings are not device timings (guessed when the target's arch "
-                    "is not this machine's and the tracker is on 127.0.0.1)")
+    ap.add_argument("--emulated", action="store_true", help="the device is emulated: say that "
+                    "timings are not device timings (without it, bench asks the device which "
+                    "kernel its code runs on: user-mode emulation such as qemu-user is found, "
+                    "full-system emulation is not)")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds any RPC step may take before the run stops (60)")
     ap.add_argument("--tuning-log", default=None, help="a log from python -m prom_tvm.tune")
@@ -591,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if result.emulated:
-        print(f"NOTE: {EMULATED_NOTE}")
+        print(f"NOTE: {result.notes[0]}")  # the emulated note comes first
     print(result.table())
     if args.json:
         print(f"wrote {result.write_json(args.json)}")

@@ -92,6 +92,10 @@ def test_rpc_run_uploads_the_exported_libraries(tiny, farm, tmp_path, capsys):
     # one session per variant, one after the other; the exported libraries are the ones uploaded
     assert [v["session"] for v in data["variants"]] == [f"farm session {i}" for i in (1, 2, 3)]
     assert not any("at once" in n for n in data["notes"])
+    # the device was asked which kernel its code runs on: this machine's, so not emulated
+    assert not data["emulated"] and "qemu" not in out
+    assert any(n.startswith("device check: x86_64 code on the device: the kernel it runs on "
+                            "reports x86_64") for n in data["notes"]), data["notes"]
     for v in data["variants"]:
         assert v["library"] == str(tmp_path / "libs" / f"{v['name']}.so")
         assert (tmp_path / "libs" / f"{v['name']}.so").stat().st_size == v["library_bytes"]
@@ -183,14 +187,3 @@ def test_prom_beyond_tolerance_fails_loudly_after_the_table(tiny, monkeypatch, c
         bench_model(tiny, variants=("prom",), repeat=2, number=1)
     assert info.value.result.variants[0].max_lsb == 10
     assert not np.isnan(info.value.result.variants[0].median_ms)
-
-
-def test_emulated_is_guessed_for_another_arch_behind_a_local_tracker():
-    from prom_tvm.bench import _is_emulated
-    from prom_tvm.targets import parse_target
-
-    a72, here = parse_target("llvm -mcpu=cortex-a72"), parse_target(None)
-    assert _is_emulated(a72, ("127.0.0.1", 9190, "a72"))
-    assert not _is_emulated(a72, ("board-farm.lan", 9190, "a72"))  # a real board
-    assert not _is_emulated(here, ("127.0.0.1", 9190, "cpu"))
-    assert not _is_emulated(a72, None)

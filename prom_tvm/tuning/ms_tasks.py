@@ -114,8 +114,11 @@ def tune_int8(task: MSTask, target, log_dir: Path, trials: int, runner) -> tirx.
     from tvm.s_tir import meta_schedule as ms
 
     work = Path(log_dir) / MS_DIR
-    # 30 s (the default) is too little for one int8 kernel's build on a loaded 2-core machine
-    builder = ms.builder.LocalBuilder(timeout_sec=180)
+    from .ms_export import f_export_for
+
+    # 30 s (the default) is too little for one int8 kernel's build on a loaded 2-core machine;
+    # artifacts are linked .so files (cross-linked for the target): a board cannot link a .tar
+    builder = ms.builder.LocalBuilder(timeout_sec=180, f_export=f_export_for(target))
     db = ms.tune_tir(workload(task.func), target, str(work), max_trials_global=trials,
                      num_trials_per_iter=min(trials, 16), runner=ms_runner(runner),
                      builder=builder,
