@@ -23,6 +23,8 @@ from prom_tvm.schedules.cpu_default import (
     vector_lanes,
     vectorize_loop,
 )
+from prom_tvm.schedules.int8_arm_intrin import channel_dot_intrin as arm_channel_dot_intrin
+from prom_tvm.schedules.int8_arm_intrin import dot_kind
 from prom_tvm.schedules.int8_x86_intrin import (
     channel_dot_intrin,
     depthwise_row_fits,
@@ -263,7 +265,8 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     conv = sch.get_sblock("conv")
     depthwise = sch.get(conv).annotations["schedule_rule"] == DEPTHWISE_RULE
     candidates = []
-    if not depthwise and _vnni_channel_lanes(sch, conv, target):
+    if not depthwise and (_vnni_channel_lanes(sch, conv, target)
+                          or _arm_channel_dot(sch, conv, target)):
         candidates.append(lambda s: _schedule_vnni_channels(s, target))
     if _vnni_row_lanes(sch, conv, target):
         candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
@@ -438,13 +441,31 @@ def _vnni_channel_lanes(sch: s_tir.Schedule, conv, target) -> int:
     return 16 if wo_pad % 16 == 0 else 8 if wo_pad % 8 == 0 else 0
 
 
+def _arm_channel_dot(sch: s_tir.Schedule, conv, target) -> str | None:
+    """The AArch64 dot instruction (``udot`` / ``sdot`` / ``usdot``, see int8_arm_intrin) of
+    the channel-interleaved kernel, or None when it does not apply (no dotprod, groups,
+    strides, input channels not a multiple of 4)."""
+    block = sch.get(conv)
+    if block.reads[1].source.dtype != "int8":
+        return None
+    kind = dot_kind(target, block.reads[0].source.dtype)
+    if kind is None or any(int(v) != 1 for v in block.annotations["prom_tvm.strides"]):
+        return None
+    *_, rc, _, _ = sch.get_loops(conv)
+    cin = int(sch.get(sch.get_sblock("pad")).writes[0].source.shape[1])
+    cig = loop_extent(sch, rc)
+    return kind if cig == cin and cig % 4 == 0 else None
+
+
 def _schedule_vnni_channels(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     """Regular convs on AVX-512 VNNI: the padded input is stored channel-interleaved (four
     channels per pixel, ``[n, c / 4, h, w, 4]``), so one 64-byte load holds four channels of
     16 pixels and one ``vpdpbusd`` with four broadcast weights does 64 multiply-adds; the
-    load is shared by a tile of output channels."""
+    load is shared by a tile of output channels. On AArch64 with dotprod the same nest runs
+    one ``udot`` / ``sdot`` / ``usdot`` per four channels of four pixels (16 bytes)."""
     conv = sch.get_sblock("conv")
-    lanes = _vnni_channel_lanes(sch, conv, target)
+    arm_dot = _arm_channel_dot(sch, conv, target)
+    lanes = 4 if arm_dot else _vnni_channel_lanes(sch, conv, target)
     pad = sch.get_sblock("pad")
     sch.transform_layout(pad, ("write", 0), lambda n, c, r, q: (n, c // 4, r, q, c % 4))
     b, c, oh, ow, rc, ry, rx = sch.get_loops(conv)
@@ -487,7 +508,9 @@ def _schedule_vnni_channels(sch: s_tir.Schedule, target) -> s_tir.Schedule:
         pass
     sch.unroll(sch.get_loops(pad)[-1])
     _vectorize_requant(sch, req, vector_lanes(target, 32))
-    sch.tensorize(owi, channel_dot_intrin(lanes, weight_rank=3 if kh * kw == 1 else 1))
+    rank = 3 if kh * kw == 1 else 1
+    sch.tensorize(owi, arm_channel_dot_intrin(arm_dot, rank) if arm_dot
+                  else channel_dot_intrin(lanes, weight_rank=rank))
     return sch
 
 
