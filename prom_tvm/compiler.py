@@ -19,7 +19,7 @@ import tvm
 from . import onnx_io
 from .compiled_model import CompiledModel, LayerInfo
 from .passes.schedule_kernels import ScheduleKernels, ScheduleLeftovers
-from .targets import check_buildable, parse_target
+from .targets import check_buildable, is_gpu, parse_target
 
 
 def relax_pipeline(target: tvm.target.Target, log=None):
@@ -29,6 +29,11 @@ def relax_pipeline(target: tvm.target.Target, log=None):
 
     @tvm.transform.module_pass(opt_level=0, name="prom_tvm.Pipeline")
     def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        if is_gpu(target):
+            from .passes.cuda_pipeline import cuda_passes
+
+            with target:
+                return tvm.transform.Sequential(cuda_passes(target, log))(mod)
         passes = [ScheduleKernels(target, log)]
         passes += cpu_generic.library_dispatch_passes(target)
         passes += cpu_generic.legalize_passes(target)
@@ -135,6 +140,10 @@ def build(
     with tvm.transform.PassContext(opt_level=ctx.opt_level,
                                    config={**ctx.config, "tirx.disable_assert": True}):
         ex = tvm.compile(mod, target=tgt, relax_pipeline=relax_pipeline(tgt, log))
+    if is_gpu(tgt):
+        from .passes.cuda_pipeline import check_gpu_module
+
+        check_gpu_module(ex, tgt)
     tuned_kernels = getattr(log, "ms_applied", set())
     for lay in layers:  # int8 kernels that run a meta-schedule schedule
         if lay.details.get("kernel_symbol") in tuned_kernels:

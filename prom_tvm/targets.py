@@ -18,6 +18,7 @@ import functools
 import json
 import math
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ __all__ = [
     "CROSS_NUM_CORES",
     "available_physical_cores",
     "check_buildable",
+    "cuda_arch",
     "host_target",
+    "is_gpu",
     "is_host_compatible",
     "parse_target",
     "target_summary",
@@ -304,6 +307,8 @@ def parse_target(
     result = _fill_num_cores(result)
     if host is not None:
         result = Target(result, parse_target(host))
+    elif str(result.kind.name) == "cuda" and result.host is None:
+        result = Target(result, host_target())  # the VM and kernel launches run on this CPU
     return result
 
 
@@ -360,16 +365,36 @@ def _make(config: dict[str, Any] | str, text: str) -> Target:
 _GPU_KINDS = frozenset({"cuda", "nvptx", "rocm", "opencl", "vulkan", "metal", "webgpu"})
 _SUPPORTED_HINT = (
     "supported today: llvm CPU targets, e.g. None (this machine), 'llvm -mcpu=native', "
-    "'llvm -mcpu=cortex-a72'"
+    "'llvm -mcpu=cortex-a72', and NVIDIA GPUs as 'cuda -arch=sm_80'"
 )
+_ARCH_EXAMPLES = "sm_75 T4, sm_80 A100, sm_86 RTX 30xx, sm_89 L4 / RTX 40xx, sm_90 H100"
+
+
+def cuda_arch(target: Target) -> int:
+    """The compute capability of a ``cuda`` target as an int (``sm_80`` -> 80)."""
+    arch = str(target.attrs.get("arch", ""))
+    m = re.fullmatch(r"sm_(\d+)a?", arch)
+    if not m:
+        raise ValueError(
+            f"target {target_summary(target)}: prom_tvm needs the GPU's compute capability as "
+            f"-arch=sm_XX (e.g. 'cuda -arch=sm_80'; {_ARCH_EXAMPLES}): it picks the int8 "
+            f"instructions (dp4a from sm_61) and nvcc compiles for it"
+            + (f"; got arch={arch!r}" if arch else "")
+        )
+    return int(m.group(1))
+
+
+def is_gpu(target: Target | None) -> bool:
+    return target is not None and str(target.kind.name) in _GPU_KINDS
 
 
 def check_buildable(target: Target) -> None:
-    """Raise ``ValueError`` unless prom_tvm can compile for ``target`` (llvm CPU kinds only).
+    """Raise ``ValueError`` unless prom_tvm can compile for ``target``: llvm CPU kinds, and
+    ``cuda`` with an ``-arch=sm_XX`` (its host an llvm CPU).
 
-    ``parse_target`` translates every TVM kind, but prom_tvm's schedules are CPU schedules:
+    ``parse_target`` translates every TVM kind, but prom_tvm has CPU and CUDA schedules only:
     without GPU schedules TVM quietly builds host code for a GPU kind (a library whose only
-    module is x86 code), so such targets are refused here rather than "succeeding".
+    module is x86 code), so other GPU kinds are refused here rather than "succeeding".
     """
     for role, t in (("target", target), ("host", target.host)):
         if t is None:
@@ -377,11 +402,14 @@ def check_buildable(target: Target) -> None:
         kind = str(t.kind.name)
         if kind == "llvm":
             continue
+        if kind == "cuda" and role == "target":
+            cuda_arch(t)  # raises naming -arch
+            continue
         if kind in _GPU_KINDS:
-            planned = " (CUDA support is planned)" if kind in ("cuda", "nvptx") else ""
+            hint = " (for NVIDIA GPUs write 'cuda -arch=sm_XX')" if kind == "nvptx" else ""
             raise ValueError(
-                f"{role} kind {kind!r} ({target_summary(t)}): GPU targets are not supported yet"
-                f"{planned}; prom_tvm has CPU schedules only and TVM would silently build CPU "
+                f"{role} kind {kind!r} ({target_summary(t)}): this GPU target is not supported "
+                f"yet{hint}; prom_tvm has no schedules for it and TVM would silently build CPU "
                 f"code; {_SUPPORTED_HINT}"
             )
         if kind == "c":

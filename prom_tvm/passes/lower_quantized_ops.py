@@ -22,6 +22,7 @@ import tvm
 from tvm import relax
 
 from ..schedules.requant import Requant, ort_scale
+from ..targets import is_gpu
 from .qdq_match import Matcher, QAdd, QLinear, is_op
 from .ternary_detect import detect_ternary
 
@@ -162,7 +163,11 @@ class _Lowering(relax.PyExprMutator):
         lanes = ts.lanes_from_options(self.options)
         records = self.options.get("kernel_knobs") or {}  # workload key -> tuned knobs
         kern = key = None
-        if self.options.get("specialize", True):  # weight-specialized TIR, shared sub-sums
+        if is_gpu(self.options.get("target")):  # the GPU's own add-only kernel
+            from ..schedules.cuda_ternary import cuda_ternary_kernel
+
+            kern, name = cuda_ternary_kernel(tlayer), f"prom_ternary_cuda_{self.count}"
+        elif self.options.get("specialize", True):  # weight-specialized TIR, shared sub-sums
             key = tf.workload_key(tlayer, "specialized", lanes)
             kern = tf.specialized_kernel(tlayer, lanes, records.get(key),
                                          self.options.get("specialize_bytes_per_pixel"))
@@ -179,7 +184,7 @@ class _Lowering(relax.PyExprMutator):
             details["workload"] = key
             details["tuned"] = key in records
             collect = self.options.get("_collect_ternary")
-            if collect is not None:  # the tuner's task extraction
+            if collect is not None and key is not None:  # the tuner's task extraction
                 collect.append((key, details["form"], tlayer))
             gv = self.builder_.add_func(kern.func.with_attr("op_pattern", 8), name)
             y = relax.call_tir(gv, [x.expr, *(relax.const(c) for c in kern.consts)],
@@ -198,7 +203,7 @@ class _Lowering(relax.PyExprMutator):
                 primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
             )
         _note_storage(details, y)
-        if details["form"] in ("specialized", "table-lookup"):
+        if details["form"] in ("specialized", "table-lookup", "cuda-index-lists"):
             return y  # NCHW in and out: no reshape (a copy where it ends the graph)
         y = self.builder_.emit(y)
         return relax.op.reshape(y, (n, cout, h, w))

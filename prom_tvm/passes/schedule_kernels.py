@@ -28,6 +28,12 @@ def _rules() -> dict[str, Callable]:
     }
 
 
+def _gpu_rules() -> dict[str, Callable]:
+    from ..schedules.cuda_kernels import CUDA_RULES
+
+    return CUDA_RULES
+
+
 def schedule_rule_of(func: tirx.PrimFunc) -> str | None:
     """The ``schedule_rule`` annotation of the function's first tagged top-level block."""
     try:
@@ -51,7 +57,7 @@ class ScheduleKernels:
         self.log = log  # tuning.records.BuildLog: meta-schedule schedules that won
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        rules = _rules()
+        rules = _rules() if self.target.kind.name == "llvm" else _gpu_rules()
         tuned = self._tuned_schedules(mod)
         for gv, func in list(mod.functions_items()):
             if not isinstance(func, tirx.PrimFunc) or (func.attrs and func.attrs.get(

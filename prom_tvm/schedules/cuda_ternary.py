@@ -1,0 +1,145 @@
+"""Add-only ternary 1x1 convolution for CUDA: TE compute and GPU schedule.
+
+    acc[n, co, p] = sum_k x[n, pos[co, k], p] - sum_k x[n, neg[co, k], p]
+
+Why index lists (not sign code baked into the instructions) on a GPU: a warp runs one
+instruction stream, so baked code needs the 32 lanes of a warp to share an output channel
+anyway, and then per-channel code is a switch over up to 960 straight-line blocks (instruction
+cache misses, ~150k instructions on MobileNetV2's widest layer). With index lists every thread
+runs the same short loop; the lanes of a warp cover consecutive pixels of one output channel, so
+the index load ``pos[co, k]`` is one broadcast (warp-uniform address) and the data load
+``x[n, idx, p0 .. p0+31]`` is one coalesced 32-byte sector. The data are never multiplied: each
+step is a compare (padding entry or not), a select and an add / subtract; the only multiply is the
+float rescale of the fused epilogue.
+
+Lists are padded with ``Cin``; a padded entry reads (clamped to a real row, so the access is in
+bounds) and contributes 0 through the select. Accumulation is int32: a GPU's integer ALUs are
+32-bit (int16 adds are no faster) and 255 * Cin is far below 2**31, so it provably cannot
+overflow. Each thread sums ``PIXELS_PER_THREAD`` pixels (one index load serves them all).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx
+
+from .requant import requant_expr
+from .ternary_conv1x1 import TernaryLists
+from .ternary_forms import Kernel, TernaryLayer
+
+CUDA_TERNARY_RULE = "prom_tvm.cuda_ternary_conv1x1"
+THREADS = 256  # per block: pixels (x) times output channels (y)
+PIXELS_PER_THREAD = 4
+
+
+def cuda_ternary_compute(x: te.Tensor, pos: te.Tensor, neg: te.Tensor, bias: te.Tensor,
+                         scale: te.Tensor, magnitude: te.Tensor | None = None, *, rq,
+                         float_rescale: bool) -> te.Tensor:
+    """(N, Cin, H, W) x -> (N, Cout, H, W); pos / neg int32 [Cout, L] padded with Cin; bias,
+    scale, magnitude and ``float_rescale`` as in ``ternary_conv1x1_compute``."""
+    n_batch, cin, h, w = (int(v) for v in x.shape)
+    cout, length = (int(v) for v in pos.shape)
+    k = te.reduce_axis((0, length), name="k")
+
+    def term(n, idx, i, j):
+        row = tirx.min(idx, cin - 1)  # padded entries read a real row, then count 0
+        return tirx.if_then_else(idx < cin, x[n, row, i, j].astype("int32"), 0)
+
+    acc = te.compute(
+        (n_batch, cout, h, w),
+        lambda n, co, i, j: te.sum(term(n, pos[co, k], i, j) - term(n, neg[co, k], i, j),
+                                   axis=k),
+        name="acc", attrs={"schedule_rule": CUDA_TERNARY_RULE},
+    )
+
+    def finish(n, co, i, j):
+        if magnitude is not None and float_rescale:
+            f32 = "float32"
+            total = acc[n, co, i, j].astype(f32) * magnitude[co].astype(f32) + bias[co].astype(f32)
+            return requant_expr(total, scale[co], rq)
+        total = acc[n, co, i, j]
+        if magnitude is not None:
+            total = total * magnitude[co]  # per-output rescale, after the add chain
+        return requant_expr(total + bias[co], scale[co], rq)
+
+    return te.compute((n_batch, cout, h, w), finish, name="requant")
+
+
+def cuda_ternary_kernel(layer: TernaryLayer) -> Kernel:
+    """The layer's CUDA kernel (a PrimFunc tagged with ``CUDA_TERNARY_RULE``) and its constants."""
+    lists = TernaryLists.from_signs(layer.signs)
+    x = te.placeholder((layer.n, layer.cin, layer.h, layer.w), layer.x_dtype, name="x")
+    pos = te.placeholder(lists.pos.shape, "int32", name="pos")
+    neg = te.placeholder(lists.neg.shape, "int32", name="neg")
+    bias = te.placeholder((layer.cout,), "int32", name="bias")
+    scale = te.placeholder((layer.cout,), "float32", name="scale")
+    mag = None if layer.magnitude is None else te.placeholder((layer.cout,), "int32", name="mag")
+    out = cuda_ternary_compute(x, pos, neg, bias, scale, mag, rq=layer.rq,
+                               float_rescale=layer.float_rescale)
+    args = [x, pos, neg, bias, scale] + ([mag] if mag is not None else []) + [out]
+    func = te.create_prim_func(args).without_attr("global_symbol")
+    consts = [lists.pos, lists.neg, layer.bias, layer.rq.scale.astype(np.float32)]
+    if layer.magnitude is not None:
+        consts.append(layer.magnitude)
+    nnz = int(lists.n_pos.sum() + lists.n_neg.sum())
+    details = {"form": "cuda-index-lists", "acc_dtype": "int32", "nonzeros": nnz,
+               "list_length": lists.length,
+               "note": f"CUDA index lists, {lists.length} entries per sign, acc int32"}
+    return Kernel(func, consts, details)
+
+
+def _tile(hw: int, cout: int) -> tuple[int, int]:
+    """(threads over pixels, threads over output channels) of a block: whole warps of pixels,
+    as many as the image fills (PIXELS_PER_THREAD each), the rest of the block channels."""
+    tx = 32
+    while tx < 128 and tx * PIXELS_PER_THREAD < hw:
+        tx *= 2
+    ty = max(1, min(THREADS // tx, cout))
+    return tx, ty
+
+
+def schedule_cuda_ternary(sch, target=None) -> None:
+    """The epilogue's loops carry the mapping: blockIdx.x pixel tiles, blockIdx.y (batch,
+    channel tiles), threadIdx.y output channels, threadIdx.x pixels; each thread owns
+    PIXELS_PER_THREAD consecutive pixels (one vector load per index where rows are 4-aligned),
+    so a warp's load for one list entry covers 32 * 4 consecutive bytes of one input row. The
+    add chain is computed at the thread into a register accumulator of those pixels."""
+    acc = sch.get_sblock("acc")
+    req = sch.get_sblock("requant")
+    n, co, i, j = sch.get_loops(req)
+    hw = int(sch.get(i).extent) * int(sch.get(j).extent)
+    cout = int(sch.get(co).extent)
+    tx, ty = _tile(hw, cout)
+    p = sch.fuse(i, j)
+    pb, pt, pv = sch.split(p, [None, tx, PIXELS_PER_THREAD])
+    cb, ct = sch.split(co, [None, ty])
+    sch.reorder(pb, n, cb, ct, pt, pv)
+    nc = sch.fuse(n, cb)
+    sch.bind(pb, "blockIdx.x")
+    sch.bind(nc, "blockIdx.y")
+    sch.bind(ct, "threadIdx.y")
+    sch.bind(pt, "threadIdx.x")
+    sch.compute_at(acc, pt)
+    sch.set_scope(acc, 0, "local")
+    loops = sch.get_loops(acc)
+    k = loops[-1]
+    lanes = [lp for lp in loops[4:-1] if int(sch.get(lp).extent) > 1]  # under pb, nc, ct, pt
+    if lanes:
+        sch.reorder(k, *lanes)
+    vector = hw % PIXELS_PER_THREAD == 0  # whole, 4-byte aligned pixel groups per thread
+
+    def lanes_of(block):
+        inner = sch.get_loops(block)[-1]
+        if vector and int(sch.get(inner).extent) == PIXELS_PER_THREAD:
+            sch.vectorize(inner)
+        elif int(sch.get(inner).extent) > 1:
+            sch.unroll(inner)
+
+    if lanes:
+        lanes_of(acc)  # before the reduction is split: vectorize needs the whole block
+    init = sch.decompose_reduction(acc, k)
+    lanes_of(init)
+    lanes_of(req)
+
+
+SCHEDULE_RULES = {CUDA_TERNARY_RULE: schedule_cuda_ternary}
