@@ -177,3 +177,69 @@ def channel_dot_intrin(kind: str, weight_rank: int = 1) -> str:
 
     TensorIntrin.register(name, desc, impl)
     return name
+
+
+def row_dot_fits(stride: int, dilation: int, taps: int) -> bool:
+    """Whether :func:`row_dot_intrin` covers this kernel row (four columns, one register)."""
+    return 2 <= taps <= 4 and 3 * stride + (taps - 1) * dilation < 16
+
+
+def row_dot_intrin(kind: str, stride: int, dilation: int, taps: int) -> str:
+    """Register (once) and return the name of one kernel row of a conv for four output
+    columns: ``C[j] += sum_k A[j * stride + k * dilation] * B[k]`` (j < 4, k < taps <= 4),
+    the description of the x86 ``depthwise_row_intrin`` with four lanes.
+
+    The ``span`` input bytes are loaded once and one byte shuffle (``tbl``) gathers each
+    column's taps into the four bytes of its lane (unused bytes repeat byte 0 and meet a zero
+    weight); one dot instruction then does the row. The weight row is the repacked copy,
+    zero-padded to four bytes (one 32-bit load, broadcast). The load, the shuffle and the
+    ``udot`` correction depend only on the input row, so LLVM shares them between the
+    output rows of a tile that read the same input row (three, for a 3x3 kernel).
+    """
+    name = f"prom_tvm.arm.row_dot_{kind}_s{stride}_d{dilation}_k{taps}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    if not row_dot_fits(stride, dilation, taps):
+        raise ValueError(f"no AArch64 row dot intrinsic for stride={stride}, "
+                         f"dilation={dilation}, taps={taps}")
+    x_dtype = "int8" if kind == "sdot" else "uint8"
+    span = 3 * stride + (taps - 1) * dilation + 1
+    index = [j * stride + k * dilation if k < taps else 0 for j in range(4) for k in range(4)]
+
+    def body(a, b, c):
+        word = _as("int32", b.vload([0], "int8x4"))
+        weights = _as("int8x16", tirx.Broadcast(word, 4))
+        row = a.vload([0], f"{x_dtype}x{span}")
+        # a TIR shuffle yields at most as many lanes as its inputs hold: repeat the row
+        taps16 = tirx.Shuffle([row] * -(-16 // span), index)
+        return dot4(kind, c.vload([0], "int32x4"), taps16, weights)
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        a: T.Buffer((span,), x_dtype, offset_factor=1),
+        b: T.Buffer((taps,), "int8", offset_factor=1),
+        c: T.Buffer((4,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:4], a[0:span], b[0:taps])
+            T.writes(c[0:4])
+            for j, k in T.grid(4, taps):
+                with T.sblock("update"):
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    c[vj] = c[vj] + (T.Cast("int32", a[vj * stride + vk * dilation])
+                                     * T.Cast("int32", b[vk]))
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        a: T.Buffer((span,), x_dtype, offset_factor=1),
+        b: T.Buffer((taps,), "int8", offset_factor=1),
+        c: T.Buffer((4,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:4], a[0:span], b[0:taps])
+            T.writes(c[0:4])
+            value = T.meta_var(body(a, b, c))
+            c[T.ramp(T.int32(0), 1, 4)] = value
+
+    TensorIntrin.register(name, desc, impl)
+    return name

@@ -24,7 +24,7 @@ from prom_tvm.schedules.cpu_default import (
     vectorize_loop,
 )
 from prom_tvm.schedules.int8_arm_intrin import channel_dot_intrin as arm_channel_dot_intrin
-from prom_tvm.schedules.int8_arm_intrin import dot_kind
+from prom_tvm.schedules.int8_arm_intrin import dot_kind, row_dot_fits, row_dot_intrin
 from prom_tvm.schedules.int8_x86_intrin import (
     channel_dot_intrin,
     depthwise_row_fits,
@@ -270,7 +270,7 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
         candidates.append(lambda s: _schedule_vnni_channels(s, target))
     if _vnni_row_lanes(sch, conv, target):
         candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
-    elif _pmaddwd_row_intrin(sch, conv, target):
+    elif _pmaddwd_row_intrin(sch, conv, target) or _arm_row_intrin(sch, conv, target):
         candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
     for schedule in candidates:
         # a specialized kernel that cannot handle some corner case falls back to the next
@@ -380,11 +380,28 @@ def _pmaddwd_row_intrin(sch: s_tir.Schedule, conv, target) -> str | None:
     return pmaddwd_row_intrin(stride, kw, x_dtype)
 
 
+def _arm_row_intrin(sch: s_tir.Schedule, conv, target) -> str | None:
+    """The AArch64 dotprod row intrinsic (four columns, one ``tbl`` + one dot instruction per
+    kernel row of 2-4 taps) for this conv, or None (no dotprod, 1 or > 4 taps, a row
+    span past 16 bytes)."""
+    block = sch.get(conv)
+    kind = dot_kind(target, block.reads[0].source.dtype)
+    if kind is None or block.reads[1].source.dtype != "int8":
+        return None
+    stride = int(block.annotations["prom_tvm.strides"][1])
+    dilation = int(block.annotations["prom_tvm.dilation"][1])
+    kw = loop_extent(sch, sch.get_loops(conv)[-1])
+    if not row_dot_fits(stride, dilation, kw):
+        return None
+    return row_dot_intrin(kind, stride, dilation, kw)
+
+
 def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.Schedule:
     """Each (output channel, output row, kernel row) step is one call of the row intrinsic;
     its input load and permutation do not depend on the output channel, so LLVM shares them
     across the unrolled channel and row tile. On AVX2 without VNNI the same loop nest runs
-    the ``vpmaddwd`` row intrinsic (8 columns a call)."""
+    the ``vpmaddwd`` row intrinsic (8 columns a call), on AArch64 with dotprod the ``tbl`` +
+    ``udot`` / ``sdot`` / ``usdot`` one (4 columns a call)."""
     conv = sch.get_sblock("conv")
     req = sch.get_sblock("requant")
     annotations = sch.get(conv).annotations
@@ -393,7 +410,8 @@ def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.S
     lanes = _vnni_row_lanes(sch, conv, target)
     intrin = None
     if not lanes:
-        intrin, lanes = _pmaddwd_row_intrin(sch, conv, target), 8
+        arm = _arm_row_intrin(sch, conv, target)
+        intrin, lanes = (arm, 4) if arm else (_pmaddwd_row_intrin(sch, conv, target), 8)
     phase = _maybe_block(sch, "phase")
     if phase is not None:
         # vpermb does the column stride itself: read the padded rows directly
