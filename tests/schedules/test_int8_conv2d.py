@@ -170,6 +170,29 @@ def test_aarch64_build_is_widening_neon(groups, cin, stride):
     assert re.search(r"\bmla\tv\d+\.4s", asm), "no int32 vector multiply-accumulate"
     assert re.search(r"\bushll2?\tv\d+\.", asm), "input bytes are not widened in vectors"
     assert not re.search(r"\t[su]q[a-z0-9]+\t", asm), "saturating arithmetic"
+    assert not A64_DOT.search(asm), "dot-product instruction in a build for a CPU without dotprod"
+
+
+A64_DOT = re.compile(r"\t(u|s|us)dot\t")
+
+
+@pytest.mark.parametrize(("mattr", "x_dtype", "dot"), [
+    ([], "uint8", "udot"), ([], "int8", "sdot"), (["+i8mm"], "uint8", "usdot")])
+@pytest.mark.parametrize(("groups", "cin", "k", "stride"), [
+    (8, 8, 3, 1), (8, 8, 3, 2), (1, 3, 3, 2), (1, 8, 3, 1), (1, 16, 1, 1)])
+def test_aarch64_dotprod_build_uses_dot_instructions(groups, cin, k, stride, mattr, x_dtype,
+                                                     dot):
+    """cortex-a76 (dotprod): depthwise and 3-channel convs take the tbl + dot row kernel,
+    regular ones with 4k channels the channel-interleaved one; no widening multiply left.
+    uint8 x int8 is udot with offset weights (usdot with i8mm), int8 x int8 sdot."""
+    case = _vector_case(groups, cin, k) | {"strides": (stride, stride), "x_dtype": x_dtype}
+    placeholders, y, *_ = _layer(case)
+    target = tvm.target.Target(AARCH64 | {"mcpu": "cortex-a76", "mattr": ["+neon", *mattr]})
+    asm = _build(placeholders, y, target).mod.inspect_source("asm")
+    assert {m.group(1) + "dot" for m in A64_DOT.finditer(asm)} == {dot}
+    assert not re.search(r"\b(mla|[su]mlal2?)\tv\d+\.4s", asm), "widening multiply left"
+    if groups > 1 or cin % 4:
+        assert re.search(r"\btbl\tv\d+\.16b", asm), "taps not gathered into dot lanes"
 
 
 MOBILENET_V2 = [

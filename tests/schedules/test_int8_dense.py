@@ -135,6 +135,21 @@ def test_aarch64_dense_builds_widening_neon():
     asm = lib.mod.inspect_source("asm")
     assert re.search(r"\b(mla|smlal2?|umlal2?)\tv\d+\.4s", asm), "no int32 multiply-accumulate"
     assert not re.search(r"\t[su]q[a-z0-9]+\t", asm), "saturating arithmetic"
+    assert not re.search(r"\t(u|s|us)dot\t", asm), "dot instruction without dotprod"
+
+
+@pytest.mark.parametrize(("mattr", "x_dtype", "dot"), [
+    ([], "uint8", "udot"), ([], "int8", "sdot"), (["+i8mm"], "uint8", "usdot")])
+def test_aarch64_dotprod_dense_uses_dot_instructions(mattr, x_dtype, dot):
+    """cortex-a76: one dot instruction per 16 products per output (udot has a second one
+    per activation vector, the per-pixel correction, shared by four outputs)."""
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu",
+                                "mcpu": "cortex-a76", "mattr": ["+neon", *mattr],
+                                "num-cores": 4})
+    lib, _, _ = _build(1, 64, 256, True, x_dtype, "uint8", 0, target=target)
+    asm = lib.mod.inspect_source("asm")
+    assert {m.group(1) + "dot" for m in re.finditer(r"\t(u|s|us)dot\t", asm)} == {dot}
+    assert not re.search(r"\b(mla|[su]mlal2?)\tv\d+\.4s", asm), "widening multiply left"
 
 
 def test_vnni_schedule_uses_vpdpbusd():
