@@ -15,7 +15,8 @@ float rescale of the fused epilogue.
 Lists are padded with ``Cin``; a padded entry reads (clamped to a real row, so the access is in
 bounds) and contributes 0 through the select. Accumulation is int32: a GPU's integer ALUs are
 32-bit (int16 adds are no faster) and 255 * Cin is far below 2**31, so it provably cannot
-overflow. Each thread sums ``PIXELS_PER_THREAD`` pixels (one index load serves them all).
+overflow. Each thread sums ``PIXELS_PER_THREAD`` consecutive pixels where the row length allows
+(one index load and one 4-byte load per list entry serve them all), else one.
 """
 
 from __future__ import annotations
@@ -88,11 +89,16 @@ def cuda_ternary_kernel(layer: TernaryLayer) -> Kernel:
     return Kernel(func, consts, details)
 
 
+def _extent(sch, loop) -> int | None:
+    ext = sch.get(loop).extent
+    return int(ext) if isinstance(ext, tirx.IntImm) else None
+
+
 def _tile(hw: int, cout: int) -> tuple[int, int]:
     """(threads over pixels, threads over output channels) of a block: whole warps of pixels,
-    as many as the image fills (PIXELS_PER_THREAD each), the rest of the block channels."""
+    as many as the image fills (one pixel group each), the rest of the block channels."""
     tx = 32
-    while tx < 128 and tx * PIXELS_PER_THREAD < hw:
+    while tx < 128 and tx < hw:
         tx *= 2
     ty = max(1, min(THREADS // tx, cout))
     return tx, ty
@@ -109,9 +115,11 @@ def schedule_cuda_ternary(sch, target=None) -> None:
     n, co, i, j = sch.get_loops(req)
     hw = int(sch.get(i).extent) * int(sch.get(j).extent)
     cout = int(sch.get(co).extent)
-    tx, ty = _tile(hw, cout)
+    # a thread's pixel group divides the row: no partial groups (their extent would be symbolic)
+    group = PIXELS_PER_THREAD if hw % PIXELS_PER_THREAD == 0 else 1
+    tx, ty = _tile(hw // group, cout)
     p = sch.fuse(i, j)
-    pb, pt, pv = sch.split(p, [None, tx, PIXELS_PER_THREAD])
+    pb, pt, pv = sch.split(p, [None, tx, group])
     cb, ct = sch.split(co, [None, ty])
     sch.reorder(pb, n, cb, ct, pt, pv)
     nc = sch.fuse(n, cb)
@@ -123,17 +131,14 @@ def schedule_cuda_ternary(sch, target=None) -> None:
     sch.set_scope(acc, 0, "local")
     loops = sch.get_loops(acc)
     k = loops[-1]
-    lanes = [lp for lp in loops[4:-1] if int(sch.get(lp).extent) > 1]  # under pb, nc, ct, pt
+    lanes = [lp for lp in loops[4:-1] if _extent(sch, lp) != 1]  # under pb, nc, ct, pt
     if lanes:
         sch.reorder(k, *lanes)
-    vector = hw % PIXELS_PER_THREAD == 0  # whole, 4-byte aligned pixel groups per thread
 
-    def lanes_of(block):
+    def lanes_of(block):  # whole 4-byte aligned groups: one vector load per list entry
         inner = sch.get_loops(block)[-1]
-        if vector and int(sch.get(inner).extent) == PIXELS_PER_THREAD:
+        if group > 1 and _extent(sch, inner) == group:
             sch.vectorize(inner)
-        elif int(sch.get(inner).extent) > 1:
-            sch.unroll(inner)
 
     if lanes:
         lanes_of(acc)  # before the reduction is split: vectorize needs the whole block
