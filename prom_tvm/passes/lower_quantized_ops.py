@@ -156,11 +156,14 @@ class _Lowering(relax.PyExprMutator):
             raise ValueError(f"options['ternary_form'] must be 'table-lookup', 'index-lists' "
                              f"or 'baked', got {form!r}")
         from ..schedules import ternary_forms as tf
+        from ..schedules.requant_x86 import x86_vector_bits
         from ..schedules.ternary_lut import cores_of
 
         tlayer = tf.TernaryLayer(np.asarray(tern.signs).reshape(cout, cin), n, h, w, x.dtype,
                                  bias, rq, magnitude, float_rescale)
         lanes = ts.lanes_from_options(self.options)
+        x86_bits = None if is_gpu(self.options.get("target")) else x86_vector_bits(
+            self.options.get("target"))
         records = self.options.get("kernel_knobs") or {}  # workload key -> tuned knobs
         kern = key = None
         if is_gpu(self.options.get("target")):  # the GPU's own add-only kernel
@@ -170,13 +173,15 @@ class _Lowering(relax.PyExprMutator):
         elif self.options.get("specialize", True):  # weight-specialized TIR, shared sub-sums
             key = tf.workload_key(tlayer, "specialized", lanes)
             kern = tf.specialized_kernel(tlayer, lanes, records.get(key),
-                                         self.options.get("specialize_bytes_per_pixel"))
+                                         self.options.get("specialize_bytes_per_pixel"),
+                                         x86_bits)
             name = f"prom_ternary_specialized_{self.count}"
         if kern is None and form == "table-lookup":
             key = tf.workload_key(tlayer, "table-lookup", lanes)
             knobs = records.get(key) or (
                 {"g": int(self.options["lut_group"])} if "lut_group" in self.options else None)
-            kern = tf.lut_kernel(tlayer, lanes, cores_of(self.options.get("target")), knobs)
+            kern = tf.lut_kernel(tlayer, lanes, cores_of(self.options.get("target")), knobs,
+                                 x86_bits)
             # layers of one shape share the code: the weights are the idx argument
             name = f"prom_ternary_lut_{cin}_{cout}_{h * w}"
         if kern is not None:
@@ -187,8 +192,10 @@ class _Lowering(relax.PyExprMutator):
             if collect is not None and key is not None:  # the tuner's task extraction
                 collect.append((key, details["form"], tlayer))
             gv = self.builder_.add_func(kern.func.with_attr("op_pattern", 8), name)
-            y = relax.call_tir(gv, [x.expr, *(relax.const(c) for c in kern.consts)],
-                               out_ty=relax.TensorType((n, cout, h, w), rq.out_dtype))
+            flat = details["form"] == "cuda-index-lists"  # (N, C, H*W) in and out
+            shape = (n, cout, h * w) if flat else (n, cout, h, w)
+            y = relax.call_tir(gv, [x3 if flat else x.expr, *(relax.const(c) for c in kern.consts)],
+                               out_ty=relax.TensorType(shape, rq.out_dtype))
         elif form == "baked" and can_bake(cin, cout, h * w, plan.chunks == 1, max_baked):
             details["form"] = "baked"
             func = baked_ternary_primfunc(tern.signs, n, h * w, x.dtype, bias, rq, magnitude,
@@ -203,7 +210,7 @@ class _Lowering(relax.PyExprMutator):
                 primfunc_name_hint=f"prom_ternary_conv1x1_{self.count}",
             )
         _note_storage(details, y)
-        if details["form"] in ("specialized", "table-lookup", "cuda-index-lists"):
+        if details["form"] in ("specialized", "table-lookup"):
             return y  # NCHW in and out: no reshape (a copy where it ends the graph)
         y = self.builder_.emit(y)
         return relax.op.reshape(y, (n, cout, h, w))

@@ -21,7 +21,9 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 from ..targets import cuda_arch
+from .cuda_intrinsics import register_cuda_intrinsics
 
+register_cuda_intrinsics()
 THREADS = 256
 DP4A_MIN_ARCH = 61
 _REGISTERED: set[str] = set()
@@ -117,15 +119,16 @@ def _channels_last(sch, block) -> None:
         sch.transform_layout(block, ("write", 0), maps[ndim])
 
 
-def _reduce_in_thread(sch, block, at, reduce_loops: int, dp4a: str | None, x_index: int,
-                      w_index: int) -> None:
+def _reduce_in_thread(sch, block, at, dp4a: str | None, x_index: int, w_index: int) -> None:
     """Compute ``block`` (an int32 reduction) at thread loop ``at`` into a register; with
     ``dp4a``, its first reduction loop is split by 4 and the innermost group of four becomes one
     ``__dp4a`` on register copies of the operands."""
     sch.compute_at(block, at)
     sch.set_scope(block, 0, "local")
-    loops = sch.get_loops(block)
-    red = loops[len(loops) - reduce_loops:]
+    # under the 4 bound loops: the reduction loops compute_at made (none for unit extents)
+    red = sch.get_loops(block)[4:]
+    if not red:
+        return
     if dp4a is None:
         sch.decompose_reduction(block, red[0])
         return
@@ -164,10 +167,10 @@ def schedule_cuda_int8_conv2d(sch, target=None) -> None:
     intrin = dp4a_intrin(x_dtype) if use else None
     if intrin is None:
         _inline_producers(sch, ["phase", "pad"])
-        _reduce_in_thread(sch, conv, at, 3, None, 0, 0)
+        _reduce_in_thread(sch, conv, at, None, 0, 0)
         return
     w_name = next(r for r in reads if r not in ("pad", "phase"))
-    _reduce_in_thread(sch, conv, at, 3, intrin, reads.index(src), reads.index(w_name))
+    _reduce_in_thread(sch, conv, at, intrin, reads.index(src), reads.index(w_name))
     sch.compute_inline(sch.get_sblock(src))  # into its register copy: reads x directly
 
 
@@ -177,7 +180,7 @@ def schedule_cuda_int8_depthwise(sch, target=None) -> None:
     b, c, oh, ow = sch.get_loops(req)
     at = _bind_epilogue(sch, [b], [oh, ow], c)
     _inline_producers(sch, ["phase", "pad"])
-    _reduce_in_thread(sch, conv, at, 3, None, 0, 0)
+    _reduce_in_thread(sch, conv, at, None, 0, 0)
     for loop in sch.get_loops(conv)[-2:]:
         sch.unroll(loop)  # the 3x3 taps
 
@@ -193,7 +196,7 @@ def schedule_cuda_int8_dense(sch, target=None) -> None:
     w_major = len(sch.get(dense).reads[1].source.shape) == 2 and int(
         sch.get(dense).reads[1].source.shape[1]) == k  # (N, K): k contiguous in both
     use = dp4a_available(target) and k % 4 == 0 and w_major
-    _reduce_in_thread(sch, dense, at, 1, dp4a_intrin(x_dtype) if use else None,
+    _reduce_in_thread(sch, dense, at, dp4a_intrin(x_dtype) if use else None,
                       0, 1 if len(reads) > 1 else 0)
 
 

@@ -24,10 +24,12 @@ from __future__ import annotations
 import numpy as np
 from tvm import te, tirx
 
+from .cuda_intrinsics import register_cuda_intrinsics
 from .requant import requant_expr
 from .ternary_conv1x1 import TernaryLists
 from .ternary_forms import Kernel, TernaryLayer
 
+register_cuda_intrinsics()
 CUDA_TERNARY_RULE = "prom_tvm.cuda_ternary_conv1x1"
 THREADS = 256  # per block: pixels (x) times output channels (y)
 PIXELS_PER_THREAD = 4
@@ -36,40 +38,40 @@ PIXELS_PER_THREAD = 4
 def cuda_ternary_compute(x: te.Tensor, pos: te.Tensor, neg: te.Tensor, bias: te.Tensor,
                          scale: te.Tensor, magnitude: te.Tensor | None = None, *, rq,
                          float_rescale: bool) -> te.Tensor:
-    """(N, Cin, H, W) x -> (N, Cout, H, W); pos / neg int32 [Cout, L] padded with Cin; bias,
-    scale, magnitude and ``float_rescale`` as in ``ternary_conv1x1_compute``."""
-    n_batch, cin, h, w = (int(v) for v in x.shape)
+    """(N, Cin, H*W) x -> (N, Cout, H*W) (pixels flattened: a thread's group of pixels may
+    straddle two image rows); pos / neg int32 [Cout, L] padded with Cin; bias, scale, magnitude
+    and ``float_rescale`` as in ``ternary_conv1x1_compute``."""
+    n_batch, cin, hw = (int(v) for v in x.shape)
     cout, length = (int(v) for v in pos.shape)
     k = te.reduce_axis((0, length), name="k")
 
-    def term(n, idx, i, j):
+    def term(n, idx, p):
         row = tirx.min(idx, cin - 1)  # padded entries read a real row, then count 0
-        return tirx.if_then_else(idx < cin, x[n, row, i, j].astype("int32"), 0)
+        return tirx.if_then_else(idx < cin, x[n, row, p].astype("int32"), 0)
 
     acc = te.compute(
-        (n_batch, cout, h, w),
-        lambda n, co, i, j: te.sum(term(n, pos[co, k], i, j) - term(n, neg[co, k], i, j),
-                                   axis=k),
+        (n_batch, cout, hw),
+        lambda n, co, p: te.sum(term(n, pos[co, k], p) - term(n, neg[co, k], p), axis=k),
         name="acc", attrs={"schedule_rule": CUDA_TERNARY_RULE},
     )
 
-    def finish(n, co, i, j):
+    def finish(n, co, p):
         if magnitude is not None and float_rescale:
             f32 = "float32"
-            total = acc[n, co, i, j].astype(f32) * magnitude[co].astype(f32) + bias[co].astype(f32)
+            total = acc[n, co, p].astype(f32) * magnitude[co].astype(f32) + bias[co].astype(f32)
             return requant_expr(total, scale[co], rq)
-        total = acc[n, co, i, j]
+        total = acc[n, co, p]
         if magnitude is not None:
             total = total * magnitude[co]  # per-output rescale, after the add chain
         return requant_expr(total + bias[co], scale[co], rq)
 
-    return te.compute((n_batch, cout, h, w), finish, name="requant")
+    return te.compute((n_batch, cout, hw), finish, name="requant")
 
 
 def cuda_ternary_kernel(layer: TernaryLayer) -> Kernel:
     """The layer's CUDA kernel (a PrimFunc tagged with ``CUDA_TERNARY_RULE``) and its constants."""
     lists = TernaryLists.from_signs(layer.signs)
-    x = te.placeholder((layer.n, layer.cin, layer.h, layer.w), layer.x_dtype, name="x")
+    x = te.placeholder((layer.n, layer.cin, layer.hw), layer.x_dtype, name="x")
     pos = te.placeholder(lists.pos.shape, "int32", name="pos")
     neg = te.placeholder(lists.neg.shape, "int32", name="neg")
     bias = te.placeholder((layer.cout,), "int32", name="bias")
@@ -112,13 +114,12 @@ def schedule_cuda_ternary(sch, target=None) -> None:
     add chain is computed at the thread into a register accumulator of those pixels."""
     acc = sch.get_sblock("acc")
     req = sch.get_sblock("requant")
-    n, co, i, j = sch.get_loops(req)
-    hw = int(sch.get(i).extent) * int(sch.get(j).extent)
+    n, co, p = sch.get_loops(req)
+    hw = int(sch.get(p).extent)
     cout = int(sch.get(co).extent)
     # a thread's pixel group divides the row: no partial groups (their extent would be symbolic)
     group = PIXELS_PER_THREAD if hw % PIXELS_PER_THREAD == 0 else 1
     tx, ty = _tile(hw // group, cout)
-    p = sch.fuse(i, j)
     pb, pt, pv = sch.split(p, [None, tx, group])
     cb, ct = sch.split(co, [None, ty])
     sch.reorder(pb, n, cb, ct, pt, pv)
