@@ -64,6 +64,19 @@ def export(lib, path: Path) -> Path:
     return path
 
 
+def _prepare(lib, inputs, out_shape, out_dtype, name):
+    work = Path(tempfile.mkdtemp(prefix=f"{name}_", dir=_workdir()))
+    so = export(lib, work / "kernel.so")
+    specs = []
+    for i, a in enumerate([*inputs, np.zeros(out_shape, out_dtype)]):
+        a = np.ascontiguousarray(a)
+        path = work / f"t{i}.bin"
+        a.tofile(path)
+        mode = "out" if i == len(inputs) else "in"
+        specs.append(f"{a.dtype}:{'x'.join(str(d) for d in a.shape) or '1'}:{path}:{mode}")
+    return [str(runner()), str(so), *specs], work / f"t{len(inputs)}.bin"
+
+
 def run(lib, inputs: list[np.ndarray], out_shape, out_dtype, cpu: str = "max",
         name: str = "kernel") -> np.ndarray:
     """Call ``lib``'s main(inputs..., out) under ``qemu-aarch64 -cpu CPU``; the output.
@@ -71,16 +84,38 @@ def run(lib, inputs: list[np.ndarray], out_shape, out_dtype, cpu: str = "max",
     Raises ``subprocess.CalledProcessError`` (returncode ``SIGILL`` for an instruction the
     emulated CPU lacks) when the kernel does not finish.
     """
-    work = Path(tempfile.mkdtemp(prefix=f"{name}_", dir=_workdir()))
-    so = export(lib, work / "kernel.so")
-    out = np.zeros(out_shape, out_dtype)
-    specs = []
-    for i, a in enumerate([*inputs, out]):
-        a = np.ascontiguousarray(a)
-        path = work / f"t{i}.bin"
-        a.tofile(path)
-        mode = "out" if i == len(inputs) else "in"
-        specs.append(f"{a.dtype}:{'x'.join(str(d) for d in a.shape) or '1'}:{path}:{mode}")
-    subprocess.run([QEMU, "-cpu", cpu, "-L", sysroot(), str(runner()), str(so), *specs],
-                   check=True, capture_output=True, timeout=120)
-    return np.fromfile(work / f"t{len(inputs)}.bin", out_dtype).reshape(out_shape)
+    cmd, out = _prepare(lib, inputs, out_shape, out_dtype, name)
+    subprocess.run([QEMU, "-cpu", cpu, "-L", sysroot(), *cmd], check=True, capture_output=True,
+                   timeout=120)
+    return np.fromfile(out, out_dtype).reshape(out_shape)
+
+
+def executed_instructions(lib, inputs: list[np.ndarray], out_shape, out_dtype,
+                          cpu: str = "max") -> int:
+    """AArch64 instructions one call of the kernel executes, counted by the emulator: each
+    translated block's instructions (``-d in_asm``) times the block's executions (``-d
+    exec,nochain``), for two calls minus one call, so the runner's own start-up cancels.
+    Instruction counts, not time: qemu says nothing about how long one takes on a Cortex."""
+    cmd, _ = _prepare(lib, inputs, out_shape, out_dtype, "count")
+    counts = []
+    for calls in (1, 2):
+        proc = subprocess.Popen(
+            [QEMU, "-cpu", cpu, "-L", sysroot(), "-d", "in_asm,exec,nochain",
+             "-D", "/dev/stdout", *cmd], stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "KERNEL_RUNNER_CALLS": str(calls)})
+        size: dict[str, int] = {}
+        block, total = None, 0
+        for line in proc.stdout:
+            if line.startswith("Trace "):
+                total += size[line.split("/", 2)[1].lstrip("0")]
+            elif line.startswith("IN:"):
+                block = None
+            elif line.startswith("0x") and ":  " in line:
+                pc = line[2:line.index(":")].lstrip("0")
+                if block is None:
+                    block, size[pc] = pc, 0
+                size[block] += 1
+        if proc.wait():
+            raise subprocess.CalledProcessError(proc.returncode, cmd)
+        counts.append(total)
+    return counts[1] - counts[0]

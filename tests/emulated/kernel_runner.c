@@ -8,6 +8,7 @@
  * call. The library's imports from the runtime are provided here: parallel launch (tasks run
  * one after another, two of them, so the split across tasks is exercised), the workspace
  * allocator, and error reporting (printed, exit status 3).
+ * KERNEL_RUNNER_CALLS=N in the environment repeats the call N times.
  */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -125,8 +126,14 @@ int main(int argc, char** argv) {
     args[i].type_index = kTVMFFIDLTensorPtr;
     args[i].v_ptr = &ts[i];
   }
-  TVMFFIAny result = {0};
-  if (fn(NULL, args, n, &result)) return 3;
+  /* KERNEL_RUNNER_CALLS=N calls the kernel N times (same inputs, same outputs): the
+   * difference between two instruction counts is then one call's (benchmarks/). */
+  const char* calls_env = getenv("KERNEL_RUNNER_CALLS");
+  int calls = calls_env ? atoi(calls_env) : 1;
+  for (int c = 0; c < calls; ++c) {
+    TVMFFIAny result = {0};
+    if (fn(NULL, args, n, &result)) return 3;
+  }
   for (int i = 0; i < n; ++i) {
     if (!outs[i]) continue;
     FILE* f = fopen(paths[i], "wb");
