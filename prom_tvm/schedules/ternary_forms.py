@@ -67,8 +67,26 @@ class Kernel:
     details: dict
 
 
-def lut_kernel(layer: TernaryLayer, lanes: int, cores: int, knobs: dict | None = None
-               ) -> Kernel:
+def x86_epilogue_bits(layer: TernaryLayer, x86_bits: int | None, lanes: int) -> int | None:
+    """``x86_bits`` where the x86 requantization applies to ``layer`` (its vectors fill the
+    register and ``requant_x86.fits`` holds), else None: the portable epilogue."""
+    from .requant_x86 import fits
+    from .ternary_lut import _bound
+
+    if x86_bits is None or lanes * 16 != x86_bits or layer.hw < lanes:
+        return None
+    bound = _bound(layer.signs, layer.cin, layer.x_dtype)
+    if not fits(bound, layer.bias, layer.magnitude, layer.rq.scale):
+        return None
+    if layer.magnitude is not None and not layer.float_rescale:
+        return None
+    return x86_bits
+
+
+def lut_kernel(layer: TernaryLayer, lanes: int, cores: int, knobs: dict | None = None,
+               x86_bits: int | None = None) -> Kernel:
+    """``x86_bits``: the target's x86 vector width (``requant_x86.x86_vector_bits``), None
+    for other CPUs."""
     from . import ternary_lut as tl
 
     k = {**LUT_DEFAULT, **(knobs or {})}
@@ -81,7 +99,8 @@ def lut_kernel(layer: TernaryLayer, lanes: int, cores: int, knobs: dict | None =
     uniform = mag is not None and bool(np.all(mag == mag[0]))
     mag_arg = None if mag is None else int(mag[0]) if uniform else "per-channel"
     func = tl.lut_primfunc(cfg, layer.n, layer.cin, layer.cout, layer.hw, layer.x_dtype,
-                           layer.rq, mag_arg, layer.float_rescale, spatial=(layer.h, layer.w))
+                           layer.rq, mag_arg, layer.float_rescale, spatial=(layer.h, layer.w),
+                           x86_bits=x86_epilogue_bits(layer, x86_bits, cfg.lanes))
     consts = [idx, layer.bias, layer.rq.scale] + ([mag] if mag_arg == "per-channel" else [])
     details = tl.summary_details(cfg, layer.signs)
     details["note"] = f"table lookup, {cfg.g} channels per add, acc {cfg.acc_dtype}"
@@ -89,7 +108,8 @@ def lut_kernel(layer: TernaryLayer, lanes: int, cores: int, knobs: dict | None =
 
 
 def specialized_kernel(layer: TernaryLayer, lanes: int, knobs: dict | None = None,
-                       max_bytes_per_pixel: float | None = None) -> Kernel | None:
+                       max_bytes_per_pixel: float | None = None,
+                       x86_bits: int | None = None) -> Kernel | None:
     """The weight-specialized kernel, or None where the code-size rule declines the layer
     (a tuning record does not override the rule: it is about storage, not speed)."""
     from . import ternary_specialized as ts
@@ -103,7 +123,8 @@ def specialized_kernel(layer: TernaryLayer, lanes: int, knobs: dict | None = Non
     func = ts.specialized_primfunc(plan, layer.n, layer.hw, layer.bias, layer.rq,
                                    layer.magnitude, layer.float_rescale, lanes,
                                    epilogue=k.get("epilogue", "inline"), rows=k.get("rows"),
-                                   spatial=(layer.h, layer.w))
+                                   spatial=(layer.h, layer.w),
+                                   x86_bits=x86_epilogue_bits(layer, x86_bits, lanes))
     consts = [] if k.get("epilogue", "inline") == "inline" else (
         [layer.bias, layer.rq.scale] + ([] if layer.magnitude is None else [layer.magnitude]))
     d = ts.kernel_details(plan, nnz, layer.cout, lanes)

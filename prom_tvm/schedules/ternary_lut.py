@@ -211,14 +211,16 @@ def _i32(v: int):
 
 def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_dtype: str,
                  rq: Requant, magnitude: int | str | None, float_rescale: bool,
-                 spatial: tuple[int, int] | None = None) -> tirx.PrimFunc:
+                 spatial: tuple[int, int] | None = None,
+                 x86_bits: int | None = None) -> tirx.PrimFunc:
     """The scheduled PrimFunc main(x, idx, bias, scale[, magnitude], out).
 
     idx: ``pack_indices(signs, cfg)``; bias int32 [Cout] with the zero-point correction
     folded in (as for ``ternary_conv1x1_compute``).  ``magnitude``: None for {-1, 0, 1}
     weights, an int when every channel has the same integer magnitude (onnxruntime's 127:
     an immediate, no argument), "per-channel" for an int32 [Cout] argument.  With
-    ``spatial`` = (H, W), x and out are NCHW (no reshape around the kernel).
+    ``spatial`` = (H, W), x and out are NCHW (no reshape around the kernel).  ``x86_bits``:
+    the x86 requantization (``requant_x86``), the caller having proven its bounds.
     """
     if not (magnitude is None or magnitude == "per-channel" or isinstance(magnitude, int)):
         raise ValueError(f"magnitude must be None, an int or 'per-channel', got {magnitude!r}")
@@ -303,7 +305,7 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
         mag = (tirx.BufferLoad(cbufs[2], [c]) if with_magnitude
                else None if magnitude is None else _i32(magnitude))
         y = _epilogue(total, L, tirx.BufferLoad(cbufs[0], [c]),
-                      tirx.BufferLoad(cbufs[1], [c]), mag, rq, float_rescale)
+                      tirx.BufferLoad(cbufs[1], [c]), mag, rq, float_rescale, x86_bits)
         return tirx.BufferStore(ob, y, [n, c, span(starts[v], L)])
 
     def co_body(b, co) -> tirx.Stmt:

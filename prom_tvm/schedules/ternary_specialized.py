@@ -214,9 +214,16 @@ def _bcast(value, dtype: str, lanes: int):
     return splat(tirx.const(value, dtype), lanes)
 
 
-def _epilogue(acc, lanes: int, bias, scale, magnitude, rq: Requant, float_rescale: bool):
+def _epilogue(acc, lanes: int, bias, scale, magnitude, rq: Requant, float_rescale: bool,
+              x86_bits: int | None = None):
     """requant_np on a vector of int16/int32 sums; bias / scale / magnitude are the
-    channel's scalars (immediates or loads), magnitude None for {-1, 0, 1} weights."""
+    channel's scalars (immediates or loads), magnitude None for {-1, 0, 1} weights.
+    ``x86_bits``: the x86 vector width whose epilogue (``requant_x86``) to use, the caller
+    having proven ``requant_x86.fits``; None or another width: the portable one."""
+    if x86_bits is not None and lanes * 16 == x86_bits:
+        from .requant_x86 import fast_epilogue
+
+        return fast_epilogue(acc, lanes, x86_bits, bias, scale, magnitude, rq)
     f32, i32 = vec("float32", lanes), vec("int32", lanes)
 
     def bc(v, dt):
@@ -273,7 +280,8 @@ SSA_MAX_ROWS = 96
 def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.ndarray,
                          rq: Requant, magnitude: np.ndarray | None, float_rescale: bool,
                          lanes: int, epilogue: str = "inline", rows: str | None = None,
-                         spatial: tuple[int, int] | None = None) -> tirx.PrimFunc:
+                         spatial: tuple[int, int] | None = None,
+                         x86_bits: int | None = None) -> tirx.PrimFunc:
     """The scheduled PrimFunc: main(x, out) for the inline epilogue, main(x, bias, scale[,
     magnitude], out) for the loop epilogue.
 
@@ -284,7 +292,8 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
 
     ``rows``: "ssa" / "buffer" (see SSA_MAX_ROWS; None picks by the number of values).
     ``epilogue="inline"``: each channel's requantization follows its add chain, constants
-    as immediates.  ``"loop"``: the sums of up to 1 kB of channels go to a small buffer and
+    as immediates (``x86_bits``: see ``_epilogue``).  ``"loop"``: the sums of up to 1 kB of
+    channels go to a small buffer and
     one loop requantizes them, loading the constants from the arguments: ~90 bytes less
     code per output channel, but 15-40% slower (measured 16->96@112: 150 vs 131 µs;
     144->24@56: 47 vs 27 µs), so inline is the default.
@@ -369,7 +378,7 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
         y = _epilogue(tirx.BufferLoad(sums, [i, ramp0]), lanes,
                       *(tirx.BufferLoad(b, [co]) for b in cbufs[:2]),
                       tirx.BufferLoad(cbufs[2], [co]) if with_magnitude else None, rq,
-                      float_rescale)
+                      float_rescale, x86_bits)
         body.append(tirx.For(i, 0, len(pending), tirx.ForKind.SERIAL,
                              tirx.BufferStore(ob, y, [n, co, tirx.Ramp(start, 1, lanes)])))
         pending.clear()
@@ -399,7 +408,7 @@ def specialized_primfunc(plan: SpecializedPlan, n_batch: int, hw: int, bias: np.
         y = _epilogue(acc, lanes, tirx.const(sign * int(bias[co]), "int32"),
                       tirx.const(sign * float(np.float32(rq.scale[co])), "float32"),
                       None if mag is None else tirx.const(int(mag[co]), "int32"), rq,
-                      float_rescale)
+                      float_rescale, x86_bits)
         body.append(tirx.BufferStore(ob, y, [n, co, tirx.Ramp(start, 1, lanes)]))
     flush()
     loop = tirx.For(nb, 0, n_batch * blocks, tirx.ForKind.PARALLEL, tirx.SeqStmt(body))

@@ -59,13 +59,14 @@ def extract_tasks(model, target, input_shapes=None) -> list[Task]:
 
 def _kernel(task: Task, knobs: dict, target):
     from ..schedules import ternary_forms as tf
+    from ..schedules.requant_x86 import x86_vector_bits
     from ..schedules.ternary_lut import cores_of
     from ..schedules.ternary_specialized import lanes_for
 
-    lanes = lanes_for(target)
+    lanes, x86_bits = lanes_for(target), x86_vector_bits(target)
     if task.form == "table-lookup":
-        return tf.lut_kernel(task.layer, lanes, cores_of(target), knobs)
-    return tf.specialized_kernel(task.layer, lanes, knobs)
+        return tf.lut_kernel(task.layer, lanes, cores_of(target), knobs, x86_bits)
+    return tf.specialized_kernel(task.layer, lanes, knobs, x86_bits=x86_bits)
 
 
 def _inputs(layer, seed: int = 0):

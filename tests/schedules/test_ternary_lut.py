@@ -9,7 +9,15 @@ import tvm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kernel_harness import host_target
-from test_ternary_specialized import A64_INT_MUL, A72, HASWELL, X86_INT_MUL, case, reference
+from test_ternary_specialized import (
+    A64_INT_MUL,
+    A72,
+    HASWELL,
+    X86_INT_MUL,
+    case,
+    reference,
+    x86_bits_for,
+)
 
 from prom_tvm.schedules.requant import Requant
 from prom_tvm.schedules.ternary_lut import (
@@ -32,8 +40,10 @@ def float_rescale_ok(signs, x_dtype, bias, mag) -> bool:
     return m * bound + int(np.abs(bias).max(initial=0)) < 2**24
 
 
-def compile_lut(cfg, n, cin, cout, hw, x_dtype, rq, magnitude, float_rescale, target):
-    func = lut_primfunc(cfg, n, cin, cout, hw, x_dtype, rq, magnitude, float_rescale)
+def compile_lut(cfg, n, cin, cout, hw, x_dtype, rq, magnitude, float_rescale, target,
+                x86_bits=None):
+    func = lut_primfunc(cfg, n, cin, cout, hw, x_dtype, rq, magnitude, float_rescale,
+                        x86_bits=x86_bits)
     return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
 
 
@@ -45,8 +55,9 @@ def run_lut(lib, x, idx, bias, rq, mag, cout):
     return out.numpy()
 
 
-def check(x, signs, bias, rq, mag_mode, mag, target, **cfg_kw):
-    """Build with ``cfg_kw`` for ``target``, run, compare with both references."""
+def check(x, signs, bias, rq, mag_mode, mag, target, x86=True, **cfg_kw):
+    """Build with ``cfg_kw`` for ``target``, run, compare with both references; ``x86``: the
+    x86 requantization where the lowering would use it (False: the portable one)."""
     n, cin, hw = x.shape
     cout = signs.shape[0]
     cfg = choose_config(cin, cout, hw, str(x.dtype), lanes_for(target), signs, **cfg_kw)
@@ -55,7 +66,9 @@ def check(x, signs, bias, rq, mag_mode, mag, target, **cfg_kw):
     magnitude = None if mag_mode == "none" else int(mag[0]) if mag_mode == "uniform" \
         else "per-channel"
     fr = float_rescale_ok(signs, str(x.dtype), bias, mag)
-    lib = compile_lut(cfg, n, cin, cout, hw, str(x.dtype), rq, magnitude, fr, target)
+    bits = x86_bits_for(target, signs, n, hw, str(x.dtype), bias, rq,
+                        None if mag_mode == "none" else mag, fr, cfg.lanes) if x86 else None
+    lib = compile_lut(cfg, n, cin, cout, hw, str(x.dtype), rq, magnitude, fr, target, bits)
     got = run_lut(lib, x, idx, bias, rq, mag if mag_mode == "per-channel" else None, cout)
     want = reference(x, signs, bias, rq, mag)
     np.testing.assert_array_equal(lut_ref(x, idx, cfg, bias, rq, mag), want)
@@ -77,13 +90,13 @@ def magnitudes(rng, mode: str, cout: int):
        x_dtype=st.sampled_from(["uint8", "int8"]), out_dtype=st.sampled_from(["uint8", "int8"]),
        mag_mode=st.sampled_from(["none", "uniform", "per-channel"]), g=st.sampled_from([2, 3, 4]),
        vectors=st.sampled_from([1, 2]), table_bytes=st.sampled_from([2048, 24576]),
-       seed=st.integers(0, 2**31 - 1))
+       x86=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_bit_exact_on_host(cin, cout, hw, n, density, x_dtype, out_dtype, mag_mode, g, vectors,
-                           table_bytes, seed):
+                           table_bytes, x86, seed):
     rng = np.random.default_rng(seed)
     x, signs, bias, rq, _ = case(rng, n, cin, cout, hw, density, x_dtype, out_dtype, False)
     mag = magnitudes(rng, mag_mode, cout)
-    check(x, signs, bias, rq, mag_mode, mag, host_target(), g=g, vectors=vectors,
+    check(x, signs, bias, rq, mag_mode, mag, host_target(), x86=x86, g=g, vectors=vectors,
           table_bytes=table_bytes)
 
 

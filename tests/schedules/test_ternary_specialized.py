@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from kernel_harness import host_target
 
 from prom_tvm.schedules.requant import Requant
+from prom_tvm.schedules.requant_x86 import x86_vector_bits
 from prom_tvm.schedules.ternary_conv1x1 import ternary_conv1x1_ref
+from prom_tvm.schedules.ternary_forms import TernaryLayer, x86_epilogue_bits
 from prom_tvm.schedules.ternary_specialized import (
     SpecializedPlan,
     lanes_for,
@@ -29,12 +31,23 @@ A64_INT_MUL = re.compile(r"^\s+(mul|mla|mls|[su]mull2?|[su]mlal2?|[su]mlsl2?|sqr
                          re.M)
 
 
+def x86_bits_for(target, signs, n, hw, x_dtype, bias, rq, magnitude, float_rescale,
+                 lanes) -> int | None:
+    """The x86 epilogue's width where the lowering would use it for this layer, else None."""
+    layer = TernaryLayer(signs, n, hw, 1, x_dtype, bias, rq, magnitude, float_rescale)
+    return x86_epilogue_bits(layer, x86_vector_bits(target), lanes)
+
+
 def compile_kernel(signs, n, hw, x_dtype, bias, rq, magnitude, float_rescale, target,
-                   inline=True, cse=True, rows=None):
+                   inline=True, cse=True, rows=None, x86=True):
+    """``x86``: the x86 requantization where the lowering would use it (False: portable)."""
     plan = SpecializedPlan.build(signs, x_dtype, cse=cse)
+    lanes = lanes_for(target)
+    bits = x86_bits_for(target, signs, n, hw, x_dtype, bias, rq, magnitude, float_rescale,
+                        lanes) if x86 else None
     func = specialized_primfunc(plan, n, hw, bias, rq, magnitude, float_rescale,
-                                lanes_for(target), epilogue="inline" if inline else "loop",
-                                rows=rows)
+                                lanes, epilogue="inline" if inline else "loop",
+                                rows=rows, x86_bits=bits)
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
     return lib, plan
 
@@ -73,15 +86,16 @@ def reference(x, signs, bias, rq, mag):
        n=st.sampled_from([1, 1, 2]), density=st.floats(0.0, 1.0),
        x_dtype=st.sampled_from(["uint8", "int8"]), out_dtype=st.sampled_from(["uint8", "int8"]),
        with_magnitude=st.booleans(), inline=st.booleans(),
-       rows=st.sampled_from([None, "ssa", "buffer"]), seed=st.integers(0, 2**31 - 1))
+       rows=st.sampled_from([None, "ssa", "buffer"]), x86=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
 def test_bit_exact_on_host(cin, cout, hw, n, density, x_dtype, out_dtype, with_magnitude,
-                           inline, rows, seed):
+                           inline, rows, x86, seed):
     rng = np.random.default_rng(seed)
     x, signs, bias, rq, mag = case(rng, n, cin, cout, hw, density, x_dtype, out_dtype,
                                    with_magnitude)
     float_rescale = with_magnitude and 127 * 255 * cin + 5000 < 2**24 and seed % 2 == 0
     lib, plan = compile_kernel(signs, n, hw, x_dtype, bias, rq, mag, float_rescale,
-                               host_target(), inline=inline, rows=rows)
+                               host_target(), inline=inline, rows=rows, x86=x86)
     want = reference(x, signs, bias, rq, mag)
     np.testing.assert_array_equal(specialized_ref(x, plan, bias, rq, mag), want)
     np.testing.assert_array_equal(run(lib, x, bias, rq, mag, cout, inline), want)
