@@ -5,9 +5,9 @@ int16 sums on AVX-512, to ~20 vector uops (sign-extend and extract, convert, mul
 twice in float, magic-number rounding, two 2-uop ``vpmovdb``): half the time of an expand
 layer whose adds are few.  x86 has the pieces to do less, and they are exact:
 
-* int16 sums t: ``u = t ^ 0x8000``; ``vpunpck{l,h}wd(u, 0x4B40)`` makes the dwords
-  ``0x4B400000 + u``, the float32 ``1.5 * 2**23 + 32768 + t``; ``vpaddd`` of the bias on the bit
-  pattern adds it to the value (|u + bias| < 2**22 keeps the exponent); ``vsubps`` of
+* int16 sums t: ``u = t ^ 0x8000`` (= t + 32768, unsigned), zero-extended to dwords by
+  ``vpunpck{l,h}wd``; ``vpaddd`` of ``0x4B400000 + bias`` makes the bit pattern of the float32
+  ``1.5 * 2**23 + 32768 + t + bias`` (|u + bias| < 2**22 keeps the exponent); ``vsubps`` of
   ``1.5 * 2**23 + 32768`` leaves ``t + bias`` as a float32, exactly (all integers < 2**24).
   With a magnitude m (proven ``|m * t + bias| < 2**24``): ``fma(t, m, bias)``, exact.
 * int32 sums: ``float(acc + bias)``, the reference's own single RNE conversion.
@@ -124,18 +124,20 @@ def fast_epilogue(acc, lanes: int, bits: int, bias, scale, magnitude, rq: Requan
     acc_int16 = str(acc.ty).startswith("int16")
     if acc_int16:
         u = tirx.bitwise_xor(acc, _splat(tirx.const(-32768, "int16"), lanes))
-        hiword = _splat(tirx.const(_BASE_BITS >> 16, "int16"), lanes)
+        zero = _splat(tirx.const(0, "int16"), lanes)
+        # the channel's one add: the base bit pattern plus (without a magnitude) the bias
+        offset = tirx.const(_BASE_BITS, "int32")
+        if magnitude is None:
+            offset = tirx.Add(bias, offset)
         parts = []
         for high in (False, True):
+            # zero-extending unpack (LLVM's canonical vpunpck{l,h}wd with a zero register)
             idx = [tirx.const(i, "int32") for i in _unpack_indices(lanes, high)]
-            d = tirx.reinterpret(i32, tirx.Shuffle([u, hiword], idx))
+            d = tirx.Add(tirx.reinterpret(i32, tirx.Shuffle([u, zero], idx)), _splat(offset, half))
+            t = tirx.Sub(tirx.reinterpret(f32, d), _splat(tirx.const(_BASE, "float32"), half))
             if magnitude is None:
-                d = tirx.Add(d, _splat(bias, half))
-                total = tirx.Sub(tirx.reinterpret(f32, d), _splat(tirx.const(_BASE, "float32"),
-                                                                   half))
+                total = t
             else:
-                t = tirx.Sub(tirx.reinterpret(f32, d), _splat(tirx.const(_BASE, "float32"),
-                                                               half))
                 total = tirx.call_llvm_pure_intrin(
                     f32, "llvm.fma", t, _splat(tirx.Cast("float32", magnitude), half),
                     _splat(tirx.Cast("float32", bias), half))
