@@ -283,7 +283,7 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
 
 
 def _tile_sizes(cout: int, ho: int, wo: int, wo_pad: int, vl: int,
-                depthwise: bool) -> tuple[int, int, bool]:
+                depthwise: bool, whole_chunks: bool = False) -> tuple[int, int, bool]:
     """(output channels, output rows, requant per vector chunk) of one register tile.
 
     When the real width is a whole number of vectors, the requant epilogue runs right after
@@ -293,7 +293,9 @@ def _tile_sizes(cout: int, ho: int, wo: int, wo_pad: int, vl: int,
     vector chunks of the block.
     """
     oct_ = 1 if depthwise else _largest_divisor(cout, 8)
-    per_chunk = wo == wo_pad
+    # whole_chunks: the epilogue may also follow each chunk when the real width is a whole
+    # number of chunks (the padding columns' chunks then have nothing to requantize)
+    per_chunk = wo == wo_pad or (whole_chunks and wo % vl == 0)
     width = vl if per_chunk else wo_pad
     budget = max(1, (_STACK_BYTES - 1) // (4 * width * oct_))
     rows = _largest_divisor(ho, min(8 if depthwise else max(1, 16 // oct_), budget))
@@ -326,7 +328,7 @@ def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.Sch
 
 
 def _finish(sch: s_tir.Schedule, target, depthwise: bool, b, co, oho, owo, rc,
-            per_chunk: bool) -> None:
+            per_chunk: bool, guarded: bool = False) -> None:
     """Parallel outer loop, reduction init, epilogue placement and padding (shared tail of
     both conv schedules)."""
     conv = sch.get_sblock("conv")
@@ -339,7 +341,7 @@ def _finish(sch: s_tir.Schedule, target, depthwise: bool, b, co, oho, owo, rc,
     sch.reverse_compute_at(req, owo if per_chunk else (oho if depthwise else outer),
                            preserve_unit_loops=True)
     _schedule_padding(sch, outer if depthwise else None)
-    _vectorize_requant(sch, req, vector_lanes(target, 32))
+    _vectorize_requant(sch, req, vector_lanes(target, 32), guarded)
 
 
 def _vnni_row_lanes(sch: s_tir.Schedule, conv, target) -> int:
@@ -408,7 +410,7 @@ def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.S
     stride = int(annotations["prom_tvm.strides"][1])
     dilation = int(annotations["prom_tvm.dilation"][1])
     lanes = _vnni_row_lanes(sch, conv, target)
-    intrin = None
+    intrin = arm = None
     if not lanes:
         arm = _arm_row_intrin(sch, conv, target)
         intrin, lanes = (arm, 4) if arm else (_pmaddwd_row_intrin(sch, conv, target), 8)
@@ -424,7 +426,8 @@ def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.S
     cout, ho, wo_pad = (loop_extent(sch, v) for v in (c, oh, ow))
     cig, kh, kw = (loop_extent(sch, v) for v in (rc, ry, rx))
     wo = loop_extent(sch, sch.get_loops(req)[-1])
-    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, lanes, depthwise)
+    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, lanes, depthwise,
+                                        whole_chunks=arm is not None)
     co, ci = sch.split(c, [None, oct_])
     oho, ohi = sch.split(oh, [None, rows])
     owo, owi = sch.split(ow, [None, lanes])
@@ -434,7 +437,7 @@ def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.S
     sch.unroll(ry)
     sch.unroll(ci)
     sch.unroll(ohi)
-    _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk)
+    _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk, per_chunk and wo < wo_pad)
     sch.tensorize(owi, intrin or depthwise_row_intrin(lanes, stride, dilation, kw,
                                                       weights_padded=True))
     return sch
@@ -496,7 +499,8 @@ def _schedule_vnni_channels(sch: s_tir.Schedule, target) -> s_tir.Schedule:
                              lambda o, i, y, x: (o, y, x, i // 4, i % 4))
         sch.parallel(sch.get_loops(wpack)[0])
     wo = loop_extent(sch, sch.get_loops(sch.get_sblock("requant"))[-1])
-    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, lanes, False)
+    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, lanes, False,
+                                        whole_chunks=arm_dot is not None)
     rco, rci = sch.split(rc, [None, 4])
     co, ci = sch.split(c, [None, oct_])
     oho, ohi = sch.split(oh, [None, rows])
@@ -513,6 +517,7 @@ def _schedule_vnni_channels(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     sch.vectorize(sch.get_loops(init)[-1])
     req = sch.get_sblock("requant")
     sch.reverse_compute_at(req, owo if per_chunk else outer, preserve_unit_loops=True)
+    guarded = per_chunk and wo < wo_pad
     # padding: four channel planes interleaved per pixel, in parallel over channel quads
     pn, pc, pr, pq = sch.get_loops(pad)
     pco, pci = sch.split(pc, [None, 4])
@@ -525,15 +530,18 @@ def _schedule_vnni_channels(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     except RuntimeError:
         pass
     sch.unroll(sch.get_loops(pad)[-1])
-    _vectorize_requant(sch, req, vector_lanes(target, 32))
+    _vectorize_requant(sch, req, vector_lanes(target, 32), guarded)
     rank = 3 if kh * kw == 1 else 1
     sch.tensorize(owi, arm_channel_dot_intrin(arm_dot, rank) if arm_dot
                   else channel_dot_intrin(lanes, weight_rank=rank))
     return sch
 
 
-def _vectorize_requant(sch: s_tir.Schedule, req, lanes: int) -> None:
-    """Output rows as whole vectors (overlapping at the row end), else split + tail."""
+def _vectorize_requant(sch: s_tir.Schedule, req, lanes: int, guarded: bool = False) -> None:
+    """Output rows as whole vectors (overlapping at the row end), else split + tail.
+    ``guarded``: the epilogue follows each vector chunk and is skipped (a block predicate)
+    on the chunks of padding columns; the row intrinsic would lose that predicate and
+    write past the row, so those rows are vectorized plainly."""
     row = sch.get_loops(req)[-1]
-    if not tensorize_requant_row(sch, req, row, lanes):
+    if guarded or not tensorize_requant_row(sch, req, row, lanes):
         vectorize_loop(sch, row, lanes)
