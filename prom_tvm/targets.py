@@ -321,6 +321,12 @@ def _from_config(config: dict[str, Any], text: str) -> Target:
         raise ValueError(f"target {text}: 'kind' must be a string such as 'llvm'")
     _check_kind(config["kind"], text)
     _check_value_types(config, text)
+    if config.get("kind") == "cuda" and not config.get("arch"):
+        # TVM would fill in sm_50 (or the GPU of this machine): code for the wrong GPU
+        raise ValueError(
+            f"target {text}: give the GPU's compute capability as -arch=sm_XX (e.g. "
+            f"'cuda -arch=sm_80'; {_ARCH_EXAMPLES}) or a tag such as 'nvidia/nvidia-a100'"
+        )
     if config.get("kind") == "llvm":
         config = _normalize_llvm(config, text)
     return _make(config, text)
@@ -408,9 +414,9 @@ def check_buildable(target: Target) -> None:
         if kind in _GPU_KINDS:
             hint = " (for NVIDIA GPUs write 'cuda -arch=sm_XX')" if kind == "nvptx" else ""
             raise ValueError(
-                f"{role} kind {kind!r} ({target_summary(t)}): this GPU target is not supported "
-                f"yet{hint}; prom_tvm has no schedules for it and TVM would silently build CPU "
-                f"code; {_SUPPORTED_HINT}"
+                f"{role} kind {kind!r} ({target_summary(t)}): GPU targets other than CUDA are not "
+                f"supported yet{hint}; prom_tvm has no schedules for them and TVM would silently "
+                f"build CPU code; {_SUPPORTED_HINT}"
             )
         if kind == "c":
             raise ValueError(

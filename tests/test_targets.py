@@ -265,19 +265,32 @@ def test_any_unregistered_flag_is_rejected_by_name(name, value):
 # -- what prom_tvm can build for ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "text",
-    ["cuda -arch=sm_80", "nvptx -mcpu=sm_80", "rocm", "opencl", "vulkan", "metal",
-     "nvidia/nvidia-a100"],
-)
+@pytest.mark.parametrize("text", ["nvptx -mcpu=sm_80", "rocm", "opencl", "vulkan", "metal"])
 def test_gpu_kinds_parse_but_are_not_buildable(text):
     t = parse_target(text)  # translating them is fine; compiling for them is not (yet)
     with pytest.raises(ValueError) as info:
         check_buildable(t)
     msg = str(info.value)
     assert f"kind {t.kind.name!r}" in msg
-    assert "GPU targets are not supported yet" in msg and "llvm CPU targets" in msg
-    assert ("CUDA support is planned" in msg) == (t.kind.name in ("cuda", "nvptx"))
+    assert "GPU targets other than CUDA are not supported yet" in msg and "llvm CPU targets" in msg
+    assert ("write 'cuda -arch=sm_XX'" in msg) == (t.kind.name == "nvptx")
+
+
+@pytest.mark.parametrize("text", ["cuda -arch=sm_80", "nvidia/nvidia-a100",
+                                  {"kind": "cuda", "arch": "sm_90"}])
+def test_cuda_with_arch_is_buildable_with_an_llvm_host(text):
+    t = parse_target(text)
+    check_buildable(t)  # raises if not
+    assert t.host is not None and t.host.kind.name == "llvm"
+
+
+@pytest.mark.parametrize(("text", "match"), [("cuda", r"-arch=sm_XX.*sm_80"),
+                                             ({"kind": "cuda"}, r"-arch=sm_XX.*sm_80"),
+                                             ("cuda -arch=ampere", r"invalid CUDA arch: -arch=amp")])
+def test_cuda_without_a_compute_capability_names_the_flag(text, match):
+    # no default: TVM would pick sm_50 (or this machine's GPU), code for the wrong GPU
+    with pytest.raises(ValueError, match=match):
+        check_buildable(parse_target(text))
 
 
 def test_c_kind_is_not_buildable_and_says_why():

@@ -88,15 +88,23 @@ def _extent(sch, loop) -> int:
     return int(sch.get(loop).extent)
 
 
-def _bind_epilogue(sch, outer: list, inner: list, channel) -> tuple:
+def _divisor_tile(n: int) -> int | None:
+    """The largest divisor of ``n`` in [32, 128] (whole tiles: no predicate), if any."""
+    return next((t for t in range(min(n, 128), 31, -1) if n % t == 0), None)
+
+
+def _bind_epilogue(sch, outer: list, inner: list, channel, exact: bool = False) -> tuple:
     """Bind the epilogue's loops: ``inner`` (fused) over threadIdx.x / blockIdx.x, ``channel``
     over threadIdx.y / blockIdx.y together with the ``outer`` (batch) loops. Returns the
-    threadIdx.x loop, under which the reduction is computed."""
+    threadIdx.x loop, under which the reduction is computed. ``exact``: threadIdx.x tiles
+    ``inner`` exactly (the caller checked ``_divisor_tile``)."""
     p = sch.fuse(*inner) if len(inner) > 1 else inner[0]
     npix = _extent(sch, p)
     tx = 32
     while tx < 128 and tx < npix:
         tx *= 2
+    if exact:
+        tx = _divisor_tile(npix) if npix > 128 else npix
     ty = max(1, min(THREADS // tx, _extent(sch, channel)))
     pb, pt = sch.split(p, [None, tx])
     cb, ct = sch.split(channel, [None, ty])
@@ -189,13 +197,16 @@ def schedule_cuda_int8_dense(sch, target=None) -> None:
     dense = sch.get_sblock("dense")
     req = sch.get_sblock("requant")
     m, n = sch.get_loops(req)
-    at = _bind_epilogue(sch, [], [n], m)
     k = _extent(sch, sch.get_loops(dense)[-1])
+    n_out = _extent(sch, n)
     reads = [r.source.name for r in sch.get(dense).reads]
     x_dtype = str(sch.get(dense).reads[0].source.dtype)
     w_major = len(sch.get(dense).reads[1].source.shape) == 2 and int(
         sch.get(dense).reads[1].source.shape[1]) == k  # (N, K): k contiguous in both
-    use = dp4a_available(target) and k % 4 == 0 and w_major
+    # tensorize rejects a predicated block: dp4a needs whole thread tiles of the outputs
+    whole = n_out <= 128 or _divisor_tile(n_out) is not None
+    use = dp4a_available(target) and k % 4 == 0 and w_major and whole
+    at = _bind_epilogue(sch, [], [n], m, exact=use)
     _reduce_in_thread(sch, dense, at, dp4a_intrin(x_dtype) if use else None,
                       0, 1 if len(reads) > 1 else 0)
 
