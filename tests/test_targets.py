@@ -286,7 +286,7 @@ def test_cuda_with_arch_is_buildable_with_an_llvm_host(text):
 
 @pytest.mark.parametrize(("text", "match"), [("cuda", r"-arch=sm_XX.*sm_80"),
                                              ({"kind": "cuda"}, r"-arch=sm_XX.*sm_80"),
-                                             ("cuda -arch=ampere", r"invalid CUDA arch: -arch=amp")])
+                                             ("cuda -arch=ampere", r"invalid CUDA arch")])
 def test_cuda_without_a_compute_capability_names_the_flag(text, match):
     # no default: TVM would pick sm_50 (or this machine's GPU), code for the wrong GPU
     with pytest.raises(ValueError, match=match):
@@ -300,7 +300,7 @@ def test_c_kind_is_not_buildable_and_says_why():
 
 def test_gpu_host_is_not_buildable():
     with pytest.raises(ValueError, match=r"host kind 'cuda'"):
-        check_buildable(parse_target("llvm", host="cuda"))
+        check_buildable(parse_target("llvm", host="cuda -arch=sm_80"))
 
 
 @pytest.mark.parametrize("text", [None, "llvm", "llvm -mcpu=cortex-a72", "llvm -mcpu=cortex-a7"])
