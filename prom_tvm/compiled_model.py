@@ -62,19 +62,24 @@ class CompiledModel:
         self._vm = None
 
     # -- running ---------------------------------------------------------------------------
+    def _device(self):
+        return tvm.cuda(0) if self.target.kind.name == "cuda" else tvm.cpu()
+
     @property
     def vm(self) -> relax.VirtualMachine:
         if self._vm is None:
             from .targets import is_host_compatible
 
-            if not is_host_compatible(self.target):
+            if self.target.kind.name == "cuda":
+                _check_gpu_here(self.target, "this model")
+            elif not is_host_compatible(self.target):
                 raise RuntimeError(
                     f"this model was compiled for {self.target.attrs.get('mtriple', '')} "
                     f"{self.target.attrs.get('mcpu', '')}; it cannot run on this machine. "
                     "Export it with export_library() and load it with prom_tvm.load on the "
                     "device."
                 )
-            self._vm = relax.VirtualMachine(self.executable, tvm.cpu())
+            self._vm = relax.VirtualMachine(self.executable, self._device())
         return self._vm
 
     def _arguments(self, args, kwargs) -> list[np.ndarray]:
@@ -104,17 +109,17 @@ class CompiledModel:
         return arrays
 
     def __call__(self, *args, **kwargs):
-        dev = tvm.cpu()
+        vm, dev = self.vm, self._device()  # the VM first: it says why it cannot run here
         tensors = [tvm.runtime.tensor(a, dev) for a in self._arguments(args, kwargs)]
-        out = self.vm["main"](*tensors)
+        out = vm["main"](*tensors)
         outs = _flatten(out)
         return outs[0] if len(outs) == 1 else outs
 
     def benchmark(self, *args, number: int = 20, repeat: int = 5) -> dict:
         """Latency of one call in ms: {"median_ms", "mean_ms", "min_ms", "results_ms"}."""
-        dev = tvm.cpu()
+        vm, dev = self.vm, self._device()
         tensors = [tvm.runtime.tensor(a, dev) for a in self._arguments(args, {})]
-        self.vm.set_input("main", *tensors)
+        vm.set_input("main", *tensors)
         timer = self.vm.time_evaluator("invoke_stateful", dev, number=number, repeat=repeat,
                                        min_repeat_ms=0)
         res = np.array(timer("main").results) * 1e3
@@ -245,6 +250,22 @@ def _read_metadata(path: Path, meta_path: Path) -> dict:
     return meta
 
 
+def _check_gpu_here(target, what: str, error=RuntimeError) -> None:
+    """A CUDA library runs where TVM's CUDA runtime finds a GPU (and a host CPU it was built
+    for); its kernels ship as CUDA C that TVM compiles when the library is loaded (NVRTC from
+    cuda-bindings, or nvcc with TVM_CUDA_COMPILE_MODE=nvcc)."""
+    from .targets import is_host_compatible, target_summary
+
+    if target.host is not None and not is_host_compatible(target.host):
+        raise error(f"{what} was compiled for a CUDA GPU with host "
+                           f"{target_summary(target.host)}, which is not this CPU")
+    if not tvm.cuda(0).exist:
+        raise error(
+            f"{what} was compiled for CUDA {target.attrs.get('arch', '')}; this machine has no "
+            "CUDA GPU that TVM can reach: run it on a machine with an NVIDIA GPU (export_library"
+            "() here, prom_tvm.load() there)")
+
+
 def load(path: str | os.PathLike) -> CompiledModel:
     """Load a library written by ``CompiledModel.export_library``.
 
@@ -266,7 +287,9 @@ def load(path: str | os.PathLike) -> CompiledModel:
     except Exception as err:  # TVM raises ValueError / TypeError / its own errors
         raise ValueError(f"{path}: metadata has an invalid target ({err}); {_REBUILD}") from None
     # Checked before dlopen: a library for another CPU cannot be loaded here at all.
-    if not is_host_compatible(target):
+    if target.kind.name == "cuda":
+        _check_gpu_here(target, str(path), ValueError)
+    elif not is_host_compatible(target):
         raise ValueError(
             f"{path} was compiled for {target_summary(target)}; this machine is "
             f"{target_summary(host_target())}: copy the library and its {META_SUFFIX} to such "
@@ -274,7 +297,7 @@ def load(path: str | os.PathLike) -> CompiledModel:
         )
     try:
         lib = tvm.runtime.load_module(str(path))
-        vm = relax.VirtualMachine(lib, tvm.cpu())
+        vm = relax.VirtualMachine(lib, tvm.cuda(0) if target.kind.name == "cuda" else tvm.cpu())
     except (RuntimeError, AttributeError) as err:  # tvm.error.* derive from RuntimeError
         first = str(err).strip().splitlines()[-1][:300] if str(err).strip() else ""
         raise ValueError(f"{path} is not a prom_tvm library (TVM could not load it as a Relax "

@@ -32,6 +32,8 @@ def compiler_for(target: tvm.target.Target, cc: str | None = None) -> str | None
     """The C compiler that links for ``target``: None = TVM's default (host gcc)."""
     if cc is not None:
         return cc
+    if target.kind.name != "llvm" and target.host is not None:
+        target = target.host  # a GPU library is linked for the CPU that launches its kernels
     triple = str(target.attrs.get("mtriple", "")) if target.kind.name == "llvm" else ""
     if not triple or _arch(triple) == platform.machine():
         return None

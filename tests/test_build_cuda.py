@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import tvm
 from cuda_source import check_add_only, kernel_source
@@ -116,3 +117,14 @@ def _scheduled(mod, target):
 
     with target:
         return tvm.compile(dl.ApplyDefaultSchedule(dl.gpu.Fallback())(mod), target=target)
+
+
+@pytest.mark.skipif(tvm.cuda(0).exist, reason="this machine has a CUDA GPU")
+def test_cuda_library_exports_here_and_says_where_it_runs(tiny_lib, tmp_path):
+    path = tmp_path / "tiny_cuda.so"
+    tiny_lib.export_library(path)  # host code linked for this CPU, kernels as CUDA C inside
+    assert path.stat().st_size > 10000
+    with pytest.raises(ValueError, match="compiled for CUDA sm_80; this machine has no CUDA GPU"):
+        prom_tvm.load(path)
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        tiny_lib(np.zeros((1, 3, 16, 16), np.float32))
