@@ -187,3 +187,40 @@ def test_prom_beyond_tolerance_fails_loudly_after_the_table(tiny, monkeypatch, c
         bench_model(tiny, variants=("prom",), repeat=2, number=1)
     assert info.value.result.variants[0].max_lsb == 10
     assert not np.isnan(info.value.result.variants[0].median_ms)
+
+
+def test_busy_devices_are_a_timeout_not_a_hang(tiny, farm, capsys):
+    """Both 'farm' devices held by someone else: exit 2 after --timeout, before any build."""
+    import gc
+
+    from tvm import rpc
+
+    held = [rpc.connect_tracker("127.0.0.1", farm).request("farm", session_timeout=60)
+            for _ in range(2)]
+    t0 = time.monotonic()
+    try:
+        assert main([str(tiny), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "farm",
+                     "--quiet", "--timeout", "3"]) == 2
+        assert "waiting for a free 'farm' device" in capsys.readouterr().err
+        assert time.monotonic() - t0 < 20
+    finally:
+        del held
+        gc.collect()  # the sessions end: the devices are free for the other tests
+        deadline = time.monotonic() + 30
+        while rpc.connect_tracker("127.0.0.1", farm).summary()["queue_info"]["farm"][
+                "free"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+
+
+def test_a_server_that_dies_mid_run_is_an_error_naming_the_key(tiny, farm):
+    with rpc_fixtures.server(farm, "flaky") as proc:
+
+        def progress(msg):
+            if msg.startswith("running int8"):
+                rpc_fixtures._stop(proc)  # the device goes away after the PROM variant ran
+
+        t0 = time.monotonic()
+        with pytest.raises((ValueError, TimeoutError), match="'flaky'"):
+            bench_model(tiny, rpc_tracker=f"127.0.0.1:{farm}", rpc_key="flaky", repeat=2,
+                        number=1, timeout=5, progress=progress)
+        assert time.monotonic() - t0 < 60
