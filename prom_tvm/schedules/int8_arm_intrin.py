@@ -243,3 +243,62 @@ def row_dot_intrin(kind: str, stride: int, dilation: int, taps: int) -> str:
 
     TensorIntrin.register(name, desc, impl)
     return name
+
+
+def widening_mac_intrin(x_dtype: str, per_lane_weights: bool = False) -> str:
+    """Register (once) and return the name of ``C[j] += A[j] * B[0]`` (or ``* B[j]`` with
+    ``per_lane_weights``) for eight int32 lanes: the NEON kernel of CPUs without dotprod.
+
+    Products of a uint8 / int8 activation and an int8 weight fit int16 operands (|x * w| <=
+    255 * 128), so both are widened to int16 once (``ushll`` / ``sshll``) and multiplied into
+    int32 by ``smlal`` / ``smlal2`` (exact: int16 x int16 -> int32), 8 multiply-accumulates in
+    two instructions. Left to LLVM, the int32 products of the compute became ``ushll`` twice
+    per activation, three instructions per weight to sign-extend it in 32-bit lanes, and
+    ``mla .4s``.
+    """
+    name = f"prom_tvm.arm.widening_mac_{x_dtype}{'_lanes' if per_lane_weights else ''}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    nb = 8 if per_lane_weights else 1
+
+    def w_at(b, j):
+        return b[j] if per_lane_weights else b[0]
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        a: T.Buffer((8,), x_dtype, offset_factor=1),
+        b: T.Buffer((nb,), "int8", offset_factor=1),
+        c: T.Buffer((8,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:8], a[0:8], b[0:nb])
+            T.writes(c[0:8])
+            for j in T.serial(8):
+                with T.sblock("update"):
+                    vj = T.axis.remap("S", [j])
+                    c[vj] = c[vj] + T.Cast("int32", a[vj]) * T.Cast("int32", w_at(b, vj))
+
+    def body(a, b, c):
+        x = tirx.Cast("int16x8", a.vload([0], f"{x_dtype}x8"))
+        w = (tirx.Cast("int16x8", b.vload([0], "int8x8")) if per_lane_weights
+             else tirx.Broadcast(tirx.Cast("int16", b[0]), 8))
+        halves = [tirx.call_llvm_pure_intrin(
+            "int32x4", "llvm.aarch64.neon.smull.v4i32",
+            tirx.call_intrin("int16x4", f"tirx.vector{half}", x),
+            tirx.call_intrin("int16x4", f"tirx.vector{half}", w)) for half in ("low", "high")]
+        return c.vload([0], "int32x8") + tirx.Shuffle(halves, list(range(8)))
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        a: T.Buffer((8,), x_dtype, offset_factor=1),
+        b: T.Buffer((nb,), "int8", offset_factor=1),
+        c: T.Buffer((8,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:8], a[0:8], b[0:nb])
+            T.writes(c[0:8])
+            value = T.meta_var(body(a, b, c))
+            c[T.ramp(T.int32(0), 1, 8)] = value
+
+    TensorIntrin.register(name, desc, impl)
+    return name

@@ -18,13 +18,19 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from prom_tvm.schedules.cpu_default import (
+    as_target,
     loop_extent,
     vector_bits,
     vector_lanes,
     vectorize_loop,
 )
 from prom_tvm.schedules.int8_arm_intrin import channel_dot_intrin as arm_channel_dot_intrin
-from prom_tvm.schedules.int8_arm_intrin import dot_kind, row_dot_fits, row_dot_intrin
+from prom_tvm.schedules.int8_arm_intrin import (
+    dot_kind,
+    row_dot_fits,
+    row_dot_intrin,
+    widening_mac_intrin,
+)
 from prom_tvm.schedules.int8_x86_intrin import (
     channel_dot_intrin,
     depthwise_row_fits,
@@ -272,6 +278,8 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
         candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
     elif _pmaddwd_row_intrin(sch, conv, target) or _arm_row_intrin(sch, conv, target):
         candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
+    if _arm_widening_intrin(sch, conv, target):
+        candidates.append(lambda s: _schedule_generic(s, target, depthwise, widen=True))
     for schedule in candidates:
         # a specialized kernel that cannot handle some corner case falls back to the next
         try:
@@ -283,35 +291,56 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
 
 
 def _tile_sizes(cout: int, ho: int, wo: int, wo_pad: int, vl: int,
-                depthwise: bool, whole_chunks: bool = False) -> tuple[int, int, bool]:
+                depthwise: bool, whole_chunks: bool = False,
+                accumulators: int = 16) -> tuple[int, int, bool]:
     """(output channels, output rows, requant per vector chunk) of one register tile.
 
     When the real width is a whole number of vectors, the requant epilogue runs right after
     each ``oct x rows x vl`` tile, whose int32 accumulators then fit in a stack buffer that
     LLVM keeps in registers (TVM puts constant buffers under 1 KiB on the stack; larger ones
     cost a workspace-allocator call per tile). Otherwise it runs per row block, after all
-    vector chunks of the block.
+    vector chunks of the block. A regular conv's tile has up to ``accumulators`` vectors.
     """
-    oct_ = 1 if depthwise else _largest_divisor(cout, 8)
+    oct_ = 1 if depthwise else _largest_divisor(cout, min(8, accumulators))
     # whole_chunks: the epilogue may also follow each chunk when the real width is a whole
     # number of chunks (the padding columns' chunks then have nothing to requantize)
     per_chunk = wo == wo_pad or (whole_chunks and wo % vl == 0)
     width = vl if per_chunk else wo_pad
     budget = max(1, (_STACK_BYTES - 1) // (4 * width * oct_))
-    rows = _largest_divisor(ho, min(8 if depthwise else max(1, 16 // oct_), budget))
+    rows = _largest_divisor(ho, min(8 if depthwise else max(1, accumulators // oct_), budget))
     return oct_, rows, per_chunk
 
 
-def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.Schedule:
+def _arm_widening_intrin(sch: s_tir.Schedule, conv, target) -> str | None:
+    """The NEON widening multiply-accumulate intrinsic (``smlal``, 8 columns a call) for an
+    AArch64 conv the dot kernels do not take (every conv without dotprod), or None."""
+    t = as_target(target)
+    block = sch.get(conv)
+    x_dtype = block.reads[0].source.dtype
+    if ("arm_cpu" not in t.keys or x_dtype not in ("uint8", "int8")
+            or block.reads[1].source.dtype != "int8"):
+        return None
+    if loop_extent(sch, sch.get_loops(conv)[3]) % 8:
+        return None
+    return widening_mac_intrin(x_dtype)
+
+
+def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool,
+                      widen: bool = False) -> s_tir.Schedule:
+    """The register-tiled kernel of :func:`schedule_int8_conv2d`, vectorized over output
+    columns; with ``widen`` (AArch64) 8 columns per NEON ``smlal`` pair, at most 8 such
+    accumulators (16 registers) per regular-conv tile."""
     lanes = vector_lanes(target, 32)
     conv = sch.get_sblock("conv")
     req = sch.get_sblock("requant")
+    intrin = _arm_widening_intrin(sch, conv, target) if widen else None
     b, c, oh, ow, rc, ry, rx = sch.get_loops(conv)
     cout, ho, wo_pad = (loop_extent(sch, v) for v in (c, oh, ow))
     kh, kw = loop_extent(sch, ry), loop_extent(sch, rx)
     wo = loop_extent(sch, sch.get_loops(req)[-1])
-    vl = min(lanes, wo_pad)
-    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, vl, depthwise)
+    vl = 8 if widen else min(lanes, wo_pad)
+    oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, vl, depthwise, whole_chunks=widen,
+                                        accumulators=8 if widen else 16)
     co, ci = sch.split(c, [None, oct_])
     oho, ohi = sch.split(oh, [None, rows])
     owo, owi = sch.split(ow, [None, vl])
@@ -322,8 +351,11 @@ def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.Sch
         sch.unroll(rx)
     sch.unroll(ci)
     sch.unroll(ohi)
-    sch.vectorize(owi)
-    _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk)
+    if not widen:
+        sch.vectorize(owi)
+    _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk, per_chunk and wo < wo_pad)
+    if widen:
+        sch.tensorize(owi, intrin)
     return sch
 
 

@@ -162,13 +162,15 @@ AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72",
 
 @pytest.mark.parametrize(("groups", "cin", "stride"), [(8, 8, 1), (8, 8, 2), (1, 3, 2)])
 def test_aarch64_build_is_widening_neon(groups, cin, stride):
-    """AArch64 (not run here): the generic schedule compiles to 128-bit NEON, input bytes
-    widened (ushll) and multiplied-accumulated into int32 lanes (mla .4s), no saturation."""
+    """AArch64 without dotprod (cortex-a72; run in test_aarch64_kernels_run.py): 128-bit
+    NEON, input bytes widened to int16 (ushll) and multiplied-accumulated into int32 lanes
+    (smlal / smlal2 .4s, exact int16 x int16), no 32-bit mla, no saturation."""
     case = _vector_case(groups, cin, 3) | {"strides": (stride, stride)}
     placeholders, y, *_ = _layer(case)
     asm = _build(placeholders, y, tvm.target.Target(AARCH64)).mod.inspect_source("asm")
-    assert re.search(r"\bmla\tv\d+\.4s", asm), "no int32 vector multiply-accumulate"
-    assert re.search(r"\bushll2?\tv\d+\.", asm), "input bytes are not widened in vectors"
+    assert re.search(r"\bsmlal2?\tv\d+\.4s", asm), "no widening int32 multiply-accumulate"
+    assert not re.search(r"\bmla\tv\d+\.4s", asm), "32-bit multiplies of widened bytes"
+    assert re.search(r"\bushll2?\tv\d+\.8h", asm), "input bytes are not widened in vectors"
     assert not re.search(r"\t[su]q[a-z0-9]+\t", asm), "saturating arithmetic"
     assert not A64_DOT.search(asm), "dot-product instruction in a build for a CPU without dotprod"
 
