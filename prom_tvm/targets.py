@@ -245,6 +245,21 @@ def _normalize_llvm(config: dict[str, Any], text: str) -> dict[str, Any]:
     return config
 
 
+# Per-block limits every CUDA GPU since sm_50 has (static shared memory: 48 KiB); meta-schedule
+# and dlight read them from the target, TVM's "cuda -arch=..." leaves them out.
+_CUDA_LIMITS = {"max_threads_per_block": 1024, "max_shared_memory_per_block": 49152,
+                "registers_per_block": 65536}
+
+
+def _fill_cuda_limits(target: Target) -> Target:
+    if str(target.kind.name) != "cuda" or all(k in target.attrs for k in _CUDA_LIMITS):
+        return target
+    config = {str(k): v for k, v in target.export().items()}
+    for key, value in _CUDA_LIMITS.items():
+        config.setdefault(key, value)
+    return Target(config)
+
+
 def _fill_num_cores(target: Target) -> Target:
     if str(target.kind.name) != "llvm" or "num-cores" in target.attrs:
         return target
@@ -304,7 +319,7 @@ def parse_target(
         raise TypeError(
             f"target must be a string, dict, tvm.target.Target or None, not {type(target).__name__}"
         )
-    result = _fill_num_cores(result)
+    result = _fill_num_cores(_fill_cuda_limits(result))
     if host is not None:
         result = Target(result, parse_target(host))
     elif str(result.kind.name) == "cuda" and result.host is None:

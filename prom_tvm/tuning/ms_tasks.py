@@ -22,9 +22,11 @@ MS_DIR = "ms"
 
 
 def _int8_rules() -> set[str]:
-    from ..schedules import int8_conv2d, int8_dense
+    from ..schedules import cuda_ternary, int8_conv2d, int8_dense
 
-    return {int8_conv2d.CONV_RULE, int8_conv2d.DEPTHWISE_RULE, int8_dense.DENSE_RULE}
+    # the CUDA add-only kernel only appears in modules lowered for CUDA (cuda_space)
+    return {int8_conv2d.CONV_RULE, int8_conv2d.DEPTHWISE_RULE, int8_dense.DENSE_RULE,
+            cuda_ternary.CUDA_TERNARY_RULE}
 
 
 def strip_rule(func: tirx.PrimFunc) -> tirx.PrimFunc:
@@ -89,10 +91,11 @@ def random_args(func: tirx.PrimFunc, seed: int = 0) -> tuple[list[np.ndarray], t
 
 
 def hand_scheduled(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
-    from ..passes.schedule_kernels import _rules, schedule_rule_of
+    from ..passes.schedule_kernels import _gpu_rules, _rules, schedule_rule_of
 
     sch = s_tir.Schedule(func)
-    _rules()[schedule_rule_of(func)](sch, target)
+    rules = _rules() if target.kind.name == "llvm" else _gpu_rules()
+    rules[schedule_rule_of(func)](sch, target)
     return sch.mod["main"]
 
 
@@ -119,6 +122,10 @@ def tune_int8(task: MSTask, target, log_dir: Path, trials: int, runner) -> tirx.
     # 30 s (the default) is too little for one int8 kernel's build on a loaded 2-core machine;
     # artifacts are linked .so files (cross-linked for the target): a board cannot link a .tar
     builder = ms.builder.LocalBuilder(timeout_sec=180, f_export=f_export_for(target))
+    if target.kind.name == "cuda":
+        from .cuda_space import cuda_builder
+
+        builder = cuda_builder(target)
     db = ms.tune_tir(workload(task.func), target, str(work), max_trials_global=trials,
                      num_trials_per_iter=min(trials, 16), runner=ms_runner(runner),
                      builder=builder,

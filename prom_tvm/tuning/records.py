@@ -36,7 +36,8 @@ def target_key(target) -> str:
     triple = str(attrs.get("mtriple", ""))
     arch = triple.split("-")[0] if triple else ""
     mattr = ",".join(sorted(str(a) for a in attrs.get("mattr", []) or []))
-    return "/".join([target.kind.name, arch, str(attrs.get("mcpu", "")), mattr])
+    cpu = str(attrs.get("mcpu", "")) or str(attrs.get("arch", ""))  # a GPU: its sm_XX
+    return "/".join([target.kind.name, arch, cpu, mattr])
 
 
 def log_path(log_dir: str | os.PathLike) -> Path:

@@ -90,6 +90,15 @@ def tune_model(model, target, log_dir, trials: int = 8, runner=None, resume: boo
 
     target = parse_target(target)
     runner = runner or LocalRunner()
+    if target.kind.name == "cuda":
+        from .cuda_space import no_gpu_runner_message
+        from .measure import RPCRunner
+
+        if not isinstance(runner, RPCRunner):
+            raise ValueError(no_gpu_runner_message())
+        if ms_trials <= 0:
+            raise ValueError("for CUDA every kernel is tuned with meta-schedule: pass "
+                             "--ms-trials N (the add-only knobs are CPU code shapes)")
     path = rec.log_path(log_dir)
     if resume and path.exists():
         log = rec.read_log(path)
@@ -158,6 +167,8 @@ def _tune_int8_kernels(model, target, input_shapes, log, path, trials, runner, r
     from . import ms_tasks
     from .measure import measure
 
+    if target.kind.name == "cuda":  # measured on the GPU by meta-schedule's own runner
+        from .cuda_space import ms_measure as measure
     model = onnx_io.unpack_subbyte_weights(onnx_io.load_onnx(model))
     mod, _ = lower_to_integer(model, onnx_io.input_shapes(model, input_shapes),
                               onnx_io.input_dtypes(model), {"target": target})
