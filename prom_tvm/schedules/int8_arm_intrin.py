@@ -28,6 +28,8 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
+from tvm.script.ir_builder import IRBuilder
+from tvm.script.ir_builder.tirx import prim_func as build_prim_func
 
 from prom_tvm.schedules.cpu_default import as_target
 
@@ -299,6 +301,62 @@ def widening_mac_intrin(x_dtype: str, per_lane_weights: bool = False) -> str:
             T.writes(c[0:8])
             value = T.meta_var(body(a, b, c))
             c[T.ramp(T.int32(0), 1, 8)] = value
+
+    TensorIntrin.register(name, desc, impl)
+    return name
+
+
+def widening_outer_intrin(x_dtype: str, channels: int) -> str:
+    """Register (once) and return the name of ``C[o, 0, j] += A[j] * B[o]`` for ``channels``
+    (4 or 8) output channels o and eight columns j: one input row times the weights of a
+    tile of output channels (repacked contiguous), an outer product. The weights are widened
+    once into one int16 register and each channel's product is ``smlal`` / ``smlal2`` by
+    element (``v.h[o]``), so a weight costs no instruction of its own; the activations are
+    widened once and LLVM shares them between the unrolled rows' calls. See
+    :func:`widening_mac_intrin` for why int16 operands are exact."""
+    name = f"prom_tvm.arm.widening_outer_{x_dtype}_c{channels}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    if channels not in (4, 8):
+        raise ValueError(f"widening outer product: channels must be 4 or 8, got {channels}")
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle):
+        A = T.match_buffer(a, (8,), x_dtype, offset_factor=1)
+        B = T.match_buffer(b, (channels,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (channels, 1, 8), "int32", offset_factor=1,
+                           strides=[T.int32(), T.int32(), 1])
+        with T.sblock("root"):
+            T.reads(C[0:channels, 0, 0:8], A[0:8], B[0:channels])
+            T.writes(C[0:channels, 0, 0:8])
+            for o, j in T.grid(channels, 8):
+                with T.sblock("update"):
+                    vo, vj = T.axis.remap("SS", [o, j])
+                    C[vo, 0, vj] = C[vo, 0, vj] + T.Cast("int32", A[vj]) * T.Cast("int32", B[vo])
+
+    def row(A, B, C, o):
+        x = tirx.Cast("int16x8", A.vload([0], f"{x_dtype}x8"))
+        w = tirx.Cast(f"int16x{channels}", B.vload([0], f"int8x{channels}"))
+        lane = tirx.Shuffle([w], [o] * 4)  # the o-th weight in every lane: smull by element
+        halves = [tirx.call_llvm_pure_intrin(
+            "int32x4", "llvm.aarch64.neon.smull.v4i32",
+            tirx.call_intrin("int16x4", f"tirx.vector{half}", x), lane) for half in ("low", "high")]
+        return C.vload([o, 0, 0], "int32x8") + tirx.Shuffle(halves, list(range(8)))
+
+    # built with the IR builder: one store per channel, unrolled here (lane o a constant)
+    with IRBuilder() as ib:
+        with build_prim_func():
+            a, b, c = (T.arg(n, T.handle()) for n in ("a", "b", "c"))
+            A = T.match_buffer(a, (8,), x_dtype, offset_factor=1)
+            B = T.match_buffer(b, (channels,), "int8", offset_factor=1)
+            C = T.match_buffer(c, (channels, 1, 8), "int32", offset_factor=1,
+                               strides=[T.int32(), T.int32(), 1])
+            with T.sblock("root"):
+                T.reads(C[0:channels, 0, 0:8], A[0:8], B[0:channels])
+                T.writes(C[0:channels, 0, 0:8])
+                for o in range(channels):
+                    T.buffer_store(C, row(A, B, C, o), [o, 0, tirx.Ramp(0, 1, 8)])
+    impl = ib.get()
 
     TensorIntrin.register(name, desc, impl)
     return name

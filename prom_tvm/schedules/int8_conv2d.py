@@ -30,6 +30,7 @@ from prom_tvm.schedules.int8_arm_intrin import (
     row_dot_fits,
     row_dot_intrin,
     widening_mac_intrin,
+    widening_outer_intrin,
 )
 from prom_tvm.schedules.int8_x86_intrin import (
     channel_dot_intrin,
@@ -329,7 +330,9 @@ def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool,
                       widen: bool = False) -> s_tir.Schedule:
     """The register-tiled kernel of :func:`schedule_int8_conv2d`, vectorized over output
     columns; with ``widen`` (AArch64) 8 columns per NEON ``smlal`` pair, at most 8 such
-    accumulators (16 registers) per regular-conv tile."""
+    accumulators (16 registers) per regular-conv tile. A regular conv whose tile has 4 or 8
+    output channels then multiplies one input row by all of them (weights repacked so that
+    they are one vector: ``smlal`` by element)."""
     lanes = vector_lanes(target, 32)
     conv = sch.get_sblock("conv")
     req = sch.get_sblock("requant")
@@ -341,21 +344,31 @@ def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool,
     vl = 8 if widen else min(lanes, wo_pad)
     oct_, rows, per_chunk = _tile_sizes(cout, ho, wo, wo_pad, vl, depthwise, whole_chunks=widen,
                                         accumulators=8 if widen else 16)
+    outer = widen and not depthwise and oct_ in (4, 8)
+    if outer:
+        intrin = widening_outer_intrin(sch.get(conv).reads[0].source.dtype, oct_)
+        wpack = sch.cache_read(conv, 1, "global")
+        sch.transform_layout(wpack, ("write", 0),
+                             lambda o, i, y, x: (o // oct_, i, y, x, o % oct_))
     co, ci = sch.split(c, [None, oct_])
     oho, ohi = sch.split(oh, [None, rows])
     owo, owi = sch.split(ow, [None, vl])
-    sch.reorder(b, co, oho, owo, rc, ry, rx, ci, ohi, owi)
+    if outer:
+        sch.reorder(b, co, oho, owo, rc, ry, rx, ohi, ci, owi)
+    else:
+        sch.reorder(b, co, oho, owo, rc, ry, rx, ci, ohi, owi)
     if kh * kw <= 16:
         sch.unroll(ry)
     if kw <= 16:
         sch.unroll(rx)
-    sch.unroll(ci)
+    if not outer:  # (the outer-product intrinsic covers ci)
+        sch.unroll(ci)
     sch.unroll(ohi)
     if not widen:
         sch.vectorize(owi)
     _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk, per_chunk and wo < wo_pad)
     if widen:
-        sch.tensorize(owi, intrin)
+        sch.tensorize(ci if outer else owi, intrin)
     return sch
 
 
