@@ -128,3 +128,24 @@ def test_cuda_library_exports_here_and_says_where_it_runs(tiny_lib, tmp_path):
         prom_tvm.load(path)
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
         tiny_lib(np.zeros((1, 3, 16, 16), np.float32))
+
+
+@needs_nvcc
+def test_prom_kernels_keep_everything_in_registers(tiny_lib, tmp_path):
+    """ptxas's report for sm_80: no stack frame and no spills in any prom_tvm kernel (the
+    accumulators are registers, not local memory), at most 64 registers per thread."""
+    import re
+    import subprocess
+
+    src = tmp_path / "tiny.cu"
+    src.write_text(_cuda_source(tiny_lib))
+    log = subprocess.run(["nvcc", "-arch=sm_80", "-cubin", "-O3", "-Xptxas", "-v", str(src),
+                          "-o", str(tmp_path / "tiny.cubin")], capture_output=True, text=True,
+                         check=True).stderr
+    parts = re.split(r"Compiling entry function '(\w+)'", log)[1:]
+    kernels = {n: body for n, body in zip(parts[::2], parts[1::2], strict=True)
+               if n.startswith("prom_")}
+    assert len(kernels) == 8
+    for name, body in kernels.items():
+        assert "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" in body, name
+        assert int(re.search(r"Used (\d+) registers", body).group(1)) <= 64, name
