@@ -360,3 +360,57 @@ def widening_outer_intrin(x_dtype: str, channels: int) -> str:
 
     TensorIntrin.register(name, desc, impl)
     return name
+
+
+def widening_dot_intrin(x_dtype: str) -> str:
+    """Register (once) and return the name of ``C[j] += sum_k A[8k + j] * B[8k + j]`` for
+    eight int32 partial sums (k < 2): 16 contiguous activations and weights, widened to int16
+    (``ushll`` / ``sshll`` and their ``2`` forms) and multiplied-accumulated by four ``smlal``
+    / ``smlal2`` (exact, see :func:`widening_mac_intrin`): a dense layer's K slice on NEON
+    without dotprod. Lane j takes products j and j + 8, so no pairwise add is needed."""
+    name = f"prom_tvm.arm.widening_dot_{x_dtype}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        a: T.Buffer((16,), x_dtype, offset_factor=1),
+        b: T.Buffer((16,), "int8", offset_factor=1),
+        c: T.Buffer((8,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:8], a[0:16], b[0:16])
+            T.writes(c[0:8])
+            for k, j in T.grid(2, 8):
+                with T.sblock("update"):  # rfactor's block: the partial-sum lane first
+                    vj, vk = T.axis.remap("SR", [j, k])
+                    c[vj] = c[vj] + (T.Cast("int32", a[vk * 8 + vj])
+                                     * T.Cast("int32", b[vk * 8 + vj]))
+
+    def body(a, b, c):
+        acc = c.vload([0], "int32x8")
+        for k in range(2):
+            x = tirx.Cast("int16x8", a.vload([8 * k], f"{x_dtype}x8"))
+            w = tirx.Cast("int16x8", b.vload([8 * k], "int8x8"))
+            halves = [tirx.call_llvm_pure_intrin(
+                "int32x4", "llvm.aarch64.neon.smull.v4i32",
+                tirx.call_intrin("int16x4", f"tirx.vector{half}", x),
+                tirx.call_intrin("int16x4", f"tirx.vector{half}", w))
+                for half in ("low", "high")]
+            acc = acc + tirx.Shuffle(halves, list(range(8)))
+        return acc
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        a: T.Buffer((16,), x_dtype, offset_factor=1),
+        b: T.Buffer((16,), "int8", offset_factor=1),
+        c: T.Buffer((8,), "int32", offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(c[0:8], a[0:16], b[0:16])
+            T.writes(c[0:8])
+            value = T.meta_var(body(a, b, c))
+            c[T.ramp(T.int32(0), 1, 8)] = value
+
+    TensorIntrin.register(name, desc, impl)
+    return name

@@ -11,8 +11,14 @@ import numpy as np
 import tvm_ffi
 from tvm import s_tir, te, tirx
 
-from prom_tvm.schedules.cpu_default import loop_extent, vector_bits, vector_lanes, vectorize_loop
-from prom_tvm.schedules.int8_arm_intrin import dense_dot_intrin, dot_kind
+from prom_tvm.schedules.cpu_default import (
+    as_target,
+    loop_extent,
+    vector_bits,
+    vector_lanes,
+    vectorize_loop,
+)
+from prom_tvm.schedules.int8_arm_intrin import dense_dot_intrin, dot_kind, widening_dot_intrin
 from prom_tvm.schedules.int8_x86_intrin import (
     dot_intrin,
     has_avx2,
@@ -137,21 +143,25 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     n, kk = loop_extent(sch, j), loop_extent(sch, k)
     n_major = not _k_major_access(sch, dense)
     x_dtype = sch.get(dense).reads[0].source.dtype
-    dots = []  # (intrinsic, partial sums, products per partial sum) to try, best first
+    # (intrinsic, partial sums, products per partial sum, lane innermost) to try, best first
+    dots = []
     if n_major and kk % 64 == 0 and x_dtype == "uint8" and has_vnni_vbmi(target):
-        dots.append((dot_intrin(16), 16, 4))
+        dots.append((dot_intrin(16), 16, 4, False))
     avx2 = has_avx2(target) and vector_bits(target) == 256
     if n_major and kk % 16 == 0 and avx2 and x_dtype in ("uint8", "int8"):
-        dots.append((pmaddwd_dot_intrin(x_dtype), 8, 2))
+        dots.append((pmaddwd_dot_intrin(x_dtype), 8, 2, False))
     arm_dot = dot_kind(target, x_dtype)
     if n_major and kk % 16 == 0 and arm_dot is not None:
-        dots.append((dense_dot_intrin(arm_dot), 4, 4))
-    for intrin, lanes_k, group in dots:
+        dots.append((dense_dot_intrin(arm_dot), 4, 4, False))
+    if n_major and kk % 16 == 0 and "arm_cpu" in as_target(target).keys and x_dtype in (
+            "uint8", "int8"):
+        dots.append((widening_dot_intrin(x_dtype), 8, 2, True))  # NEON without dotprod
+    for intrin, lanes_k, group, lane_inner in dots:
         try:
-            _schedule_vnni(sch.copy(), intrin, lanes_k, group)
+            _schedule_vnni(sch.copy(), intrin, lanes_k, group, lane_inner)
         except (RuntimeError, ValueError):
             continue  # fall back to the next kernel, then the generic one below
-        return _schedule_vnni(sch, intrin, lanes_k, group)
+        return _schedule_vnni(sch, intrin, lanes_k, group, lane_inner)
     if n_major and kk % lanes == 0:
         ko, ki = sch.split(k, [None, lanes])
         jo, ji = sch.split(j, [None, _divisor(n, 4)])
@@ -193,27 +203,33 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     return sch
 
 
-def _schedule_vnni(sch: s_tir.Schedule, intrin: str, lanes: int, group: int) -> s_tir.Schedule:
+def _schedule_vnni(sch: s_tir.Schedule, intrin: str, lanes: int, group: int,
+                   lane_inner: bool = False) -> s_tir.Schedule:
     """(N, K) weights with a dot-product instruction: ``lanes`` int32 partial sums per
     output, each adding ``group`` products per step, so one instruction covers a contiguous
     ``lanes * group`` slice of activations and weights (AVX-512 VNNI ``vpdpbusd``: 16 x 4,
     AVX2 ``vpmaddwd``: 8 x 2, AArch64 ``udot`` / ``sdot`` / ``usdot``: 4 x 4); four outputs
-    share each activation load; the lanes are summed at the end."""
+    share each activation load; the lanes are summed at the end. ``lane_inner``: lane j
+    takes products ``lanes * g + j`` (AArch64 ``smlal``: 8 x 2) instead of ``group * j + g``."""
     dense = sch.get_sblock("dense")
     req = sch.get_sblock("requant")
     i, j, k = sch.get_loops(dense)
     n = loop_extent(sch, j)
-    ko, kj, kk = sch.split(k, [None, lanes, group])
     jo, ji = sch.split(j, [None, _divisor(n, 4)])
-    sch.reorder(jo, i, ko, ji, kj, kk)
+    if lane_inner:
+        ko, kk, kj = sch.split(k, [None, group, lanes])
+        sch.reorder(jo, i, ko, ji, kk, kj)
+    else:
+        ko, kj, kk = sch.split(k, [None, lanes, group])
+        sch.reorder(jo, i, ko, ji, kj, kk)
     sch.parallel(jo)
     rf = sch.rfactor(kj, factor_axis=2)  # partial sums contiguous: [i, j, lane]
-    *_, rf_ji, rf_kj, _ = sch.get_loops(rf)
+    *_, rf_ji, rf_k, _ = sch.get_loops(rf)  # the intrinsic covers the last two
     sch.unroll(rf_ji)
     init = sch.decompose_reduction(rf, sch.get_loops(rf)[-4])
     sch.vectorize(sch.get_loops(init)[-1])
     sch.reverse_compute_at(req, jo)
-    sch.tensorize(rf_kj, intrin)
+    sch.tensorize(rf_k, intrin)
     return sch
 
 
