@@ -29,6 +29,7 @@ from prom_tvm.schedules.int8_arm_intrin import (
     dot_kind,
     row_dot_fits,
     row_dot_intrin,
+    widening_fits,
     widening_mac_intrin,
     widening_outer_intrin,
 )
@@ -279,7 +280,7 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
         candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
     elif _pmaddwd_row_intrin(sch, conv, target) or _arm_row_intrin(sch, conv, target):
         candidates.append(lambda s: _schedule_vnni_rows(s, target, depthwise))
-    if _arm_widening_intrin(sch, conv, target):
+    if _arm_widening(sch, conv, target):
         candidates.append(lambda s: _schedule_generic(s, target, depthwise, widen=True))
     for schedule in candidates:
         # a specialized kernel that cannot handle some corner case falls back to the next
@@ -312,18 +313,24 @@ def _tile_sizes(cout: int, ho: int, wo: int, wo_pad: int, vl: int,
     return oct_, rows, per_chunk
 
 
-def _arm_widening_intrin(sch: s_tir.Schedule, conv, target) -> str | None:
-    """The NEON widening multiply-accumulate intrinsic (``smlal``, 8 columns a call) for an
-    AArch64 conv the dot kernels do not take (every conv without dotprod), or None."""
+def _arm_widening(sch: s_tir.Schedule, conv, target) -> tuple[str, int] | None:
+    """(activation dtype, column stride read) of the NEON widening kernel (``smlal``, 8
+    columns a call) for an AArch64 conv the dot kernels do not take (every conv without
+    dotprod), or None. Stride 2 reads the padded rows directly (``ld2``) where that fits;
+    other strided convs read the phase split."""
     t = as_target(target)
     block = sch.get(conv)
     x_dtype = block.reads[0].source.dtype
     if ("arm_cpu" not in t.keys or x_dtype not in ("uint8", "int8")
             or block.reads[1].source.dtype != "int8"):
         return None
-    if loop_extent(sch, sch.get_loops(conv)[3]) % 8:
+    loops = sch.get_loops(conv)
+    if loop_extent(sch, loops[3]) % 8:
         return None
-    return widening_mac_intrin(x_dtype)
+    stride = int(block.annotations["prom_tvm.strides"][1])
+    dilation = int(block.annotations["prom_tvm.dilation"][1])
+    direct = stride == 2 and widening_fits(stride, dilation, loop_extent(sch, loops[-1]))
+    return x_dtype, 2 if direct else 1
 
 
 def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool,
@@ -336,7 +343,10 @@ def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool,
     lanes = vector_lanes(target, 32)
     conv = sch.get_sblock("conv")
     req = sch.get_sblock("requant")
-    intrin = _arm_widening_intrin(sch, conv, target) if widen else None
+    x_dtype, col_stride = _arm_widening(sch, conv, target) if widen else (None, 1)
+    if col_stride == 2:
+        sch.compute_inline(sch.get_sblock("phase"))  # ld2 does the column stride
+    intrin = widening_mac_intrin(x_dtype, col_stride) if widen else None
     b, c, oh, ow, rc, ry, rx = sch.get_loops(conv)
     cout, ho, wo_pad = (loop_extent(sch, v) for v in (c, oh, ow))
     kh, kw = loop_extent(sch, ry), loop_extent(sch, rx)
@@ -346,7 +356,7 @@ def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool,
                                         accumulators=8 if widen else 16)
     outer = widen and not depthwise and oct_ in (4, 8)
     if outer:
-        intrin = widening_outer_intrin(sch.get(conv).reads[0].source.dtype, oct_)
+        intrin = widening_outer_intrin(x_dtype, oct_, col_stride)
         wpack = sch.cache_read(conv, 1, "global")
         sch.transform_layout(wpack, ("write", 0),
                              lambda o, i, y, x: (o // oct_, i, y, x, o % oct_))

@@ -79,6 +79,22 @@ def test_mobilenet_v2_shapes(name, cin, cout, hw, k, stride, groups):
     _conv(_mnv2_case(cin, cout, hw, k, stride, groups), name)
 
 
+@pytest.mark.parametrize(("k", "stride", "dilation", "groups"), [
+    (2, 2, 1, 8),  # odd reach: the phase split, not ld2 (its load would pass the row end)
+    (3, 2, 2, 8),  # even reach with dilation: ld2 on the padded rows
+    (5, 2, 1, 1),  # 5 taps: no dot row kernel on a76 either
+    (3, 3, 1, 8),  # stride 3: the phase split
+])
+@pytest.mark.parametrize("name", ["a72", "a76"])
+def test_strided_convs(name, k, stride, dilation, groups):
+    """The widening kernel's column strides (a72, and a76 where its dot kernels do not
+    apply) on two input widths."""
+    for w in (19, 33):
+        case_ = _mnv2_case(8, 8, w, k, stride, groups) | {"dilation": (dilation, dilation),
+                                                          "h": 9, "seed": w + k}
+        _conv(case_, name)
+
+
 @pytest.mark.parametrize("name", ["a76", "i8mm"])
 @pytest.mark.parametrize("groups", [1, 16])
 @pytest.mark.parametrize(("x_dtype", "x", "w"), [("uint8", 255, -128), ("uint8", 255, 127),
