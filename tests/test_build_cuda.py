@@ -65,6 +65,13 @@ def test_tiny_cnn_cuda_source_compiles_with_nvcc(tiny_lib, arch):
     assert len(_nvcc(_cuda_source(tiny_lib), arch)) > 1000
 
 
+def test_int8_activations_per_tensor_build_for_cuda():
+    lib = prom_tvm.build(tiny_qdq_cnn(16, activation_type="int8", per_channel=False),
+                         target="cuda -arch=sm_90")
+    seen = _check_kernels(lib, _cuda_source(lib))
+    assert seen["ternary-add"] == 4 and seen["dp4a"] == 1  # s8 x s8 in the classifier
+
+
 def test_dict_target_with_llvm_host():
     host = {"kind": "llvm", "mcpu": tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")()}
     lib = prom_tvm.build(tiny_qdq_cnn(8), target={"kind": "cuda", "arch": "sm_86", "host": host})
