@@ -51,8 +51,7 @@ def test_tiny_cnn_cuda_kernels_on_cpu_match_the_cpu_build(activation_type):
     check_outputs(model, xs, [twin(x) for x in xs], where="cuda kernels on cpu")
 
 
-@pytest.mark.slow
-def test_mobilenet_v2_cuda_kernels_on_cpu_match_the_cpu_build():
+def test_mobilenet_v2_cuda_kernels_on_cpu_match_the_cpu_build():  # ~20 s
     model = mobilenet_v2_qdq()
     twin, n = cuda_model_on_cpu(model)
     assert n >= 34
