@@ -25,10 +25,8 @@ from prom_tvm.schedules.cpu_default import (
     vectorize_loop,
 )
 from prom_tvm.schedules.int8_arm_intrin import channel_dot_intrin as arm_channel_dot_intrin
-from prom_tvm.schedules.int8_arm_intrin import (
-    dot_kind,
-    row_dot_fits,
-    row_dot_intrin,
+from prom_tvm.schedules.int8_arm_intrin import dot_kind, row_dot_fits, row_dot_intrin
+from prom_tvm.schedules.int8_arm_widening import (
     widening_fits,
     widening_mac_intrin,
     widening_outer_intrin,

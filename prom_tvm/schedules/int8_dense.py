@@ -18,7 +18,8 @@ from prom_tvm.schedules.cpu_default import (
     vector_lanes,
     vectorize_loop,
 )
-from prom_tvm.schedules.int8_arm_intrin import dense_dot_intrin, dot_kind, widening_dot_intrin
+from prom_tvm.schedules.int8_arm_intrin import dense_dot_intrin, dot_kind
+from prom_tvm.schedules.int8_arm_widening import widening_dot_intrin
 from prom_tvm.schedules.int8_x86_intrin import (
     dot_intrin,
     has_avx2,
