@@ -123,7 +123,12 @@ cmd_setup() {
     [[ -s $ROOT/etc/resolv.conf ]] || cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
     say "the device's venv (/opt/venv in the rootfs): ${PINS[*]} (~1 min) ..."
     [[ -x $ROOT/opt/venv/bin/python ]] || in_chroot python3 -m venv /opt/venv
+    # the host's CA bundle (where the registry is reached through a TLS-inspecting proxy, its
+    # certificate is only there); nothing else of the host's pip settings goes in
+    local ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+    [[ -f $ca ]] && cp "$ca" "$ROOT/opt/host-ca.crt"
     in_chroot env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=120 \
+        $( [[ -f $ROOT/opt/host-ca.crt ]] && echo PIP_CERT=/opt/host-ca.crt ) \
         /opt/venv/bin/pip install -q "${PINS[@]}" >"$RUN_DIR/pip.log" 2>&1 \
         || die "pip install in the rootfs failed; see $RUN_DIR/pip.log"
     in_chroot /opt/venv/bin/python -c "import tvm, tvm.rpc, tornado, psutil, cloudpickle" \
@@ -236,7 +241,9 @@ stop_one() {  # stop_one PORT: TERM the process group, KILL after 10 s
     pid=$(cat "$pidf")
     if kill -TERM -- "-$pid" 2>/dev/null; then
         for _ in $(seq 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
+        if kill -KILL -- "-$pid" 2>/dev/null; then  # gone before the unmount
+            for _ in $(seq 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
+        fi
     fi
     rm -f "$pidf"
     say "stopped the server on port $1"
@@ -267,11 +274,16 @@ cmd_status() {
     done
 }
 
-case ${1:-} in
-    check) cmd_check ;;
-    setup) cmd_setup ;;
-    start) shift; cmd_start "$@" ;;
-    stop) shift; cmd_stop "$@" ;;
-    status) cmd_status ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
-esac
+main() {
+    case ${1:-} in
+        check) cmd_check ;;
+        setup) cmd_setup ;;
+        start) shift; cmd_start "$@" ;;
+        stop) shift; cmd_stop "$@" ;;
+        status) cmd_status ;;
+        *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    esac
+}
+
+# one line, read before anything runs: an edit of this file during a run cannot shift it
+main "$@"; exit $?

@@ -42,10 +42,11 @@ def a72():
         started: list[int] = []
         try:
             for _ in range(2):
+                started.append(rpc_fixtures.free_port())  # ours to stop, even if start fails
                 r = _device("start", "--tracker", f"127.0.0.1:{port}", "--key", KEY,
-                            timeout=400)
+                            "--port", str(started[-1]), timeout=400)
                 assert r.returncode == 0, f"start failed:\n{r.stderr}"
-                started.append(int(r.stdout.split()[-1]))
+                assert int(r.stdout.split()[-1]) == started[-1]
             yield port, started
         finally:
             for p in started:  # by port: other servers of the rootfs are not ours to stop
