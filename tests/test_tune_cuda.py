@@ -68,3 +68,18 @@ def test_cuda_design_space_candidates_build_and_compile(cuda_tasks):
     with target:
         assert len(nvcc.compile_cuda(source, target_format="cubin", arch="sm_80",
                                      compiler="nvcc")) > 1000
+
+
+@pytest.mark.slow
+def test_ms_measure_on_a_server_without_a_gpu_is_a_clear_error(cuda_tasks):
+    """The measuring path end to end up to the device: a CUDA kernel is built here, uploaded to
+    an RPC server on 127.0.0.1 (which has no GPU) and fails there with an error naming the key."""
+    import rpc_fixtures
+
+    target = parse_target(SM80)
+    task = next(t for t in cuda_tasks if t.name.startswith("prom_ternary_cuda"))
+    func = ms_tasks.hand_scheduled(task.func, target)
+    with rpc_fixtures.tracker() as port, rpc_fixtures.server(port, "nogpu"):
+        runner = RPCRunner("127.0.0.1", port, "nogpu", timeout=60)
+        with pytest.raises(RuntimeError, match="running on the GPU under key 'nogpu' failed"):
+            cuda_space.ms_measure(func, [], None, None, target, runner)
