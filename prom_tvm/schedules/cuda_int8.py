@@ -2,9 +2,10 @@
 int8_dense.py), with ``__dp4a`` where the GPU has it.
 
 Mapping: one thread per output element, taken from the fused requant epilogue's loops
-(threadIdx.x over output pixels, or output features for dense, so a warp's activation loads are
-coalesced and its weight loads warp-uniform broadcasts; threadIdx.y over output channels). The
-int32 reduction is computed at the thread into a register.
+(threadIdx.x over output pixels, so a conv's activation loads are coalesced and its weight
+loads warp-uniform broadcasts; for dense, over output features: the activations are the
+broadcast and each thread reads its own weight row; threadIdx.y over output channels). The int32
+reduction is computed at the thread into a register.
 
 dp4a (sm_61 and later; ``dp4a_available``): the channel reduction is split into groups of four;
 the four activation bytes and the four weight bytes of a group are gathered into 4-byte register

@@ -7,16 +7,18 @@ instruction stream, so baked code needs the 32 lanes of a warp to share an outpu
 anyway, and then per-channel code is a switch over up to 960 straight-line blocks (instruction
 cache misses, ~150k instructions on MobileNetV2's widest layer). With index lists every thread
 runs the same short loop; the lanes of a warp cover consecutive pixels of one output channel, so
-the index load ``pos[co, k]`` is one broadcast (warp-uniform address) and the data load
-``x[n, idx, p0 .. p0+31]`` is one coalesced 32-byte sector. The data are never multiplied: each
-step is a compare (padding entry or not), a select and an add / subtract; the only multiply is the
-float rescale of the fused epilogue.
+the index load ``pos[co, k]`` is one broadcast (warp-uniform address) and the warp's data load is
+32 consecutive 4-pixel groups of one input row (one ``uchar4`` per thread, 128 coalesced bytes).
+The data are never multiplied: each step is a compare (padding entry or not), a load and an add /
+subtract; the only multiplies are the per-output rescale of the fused epilogue.
 
-Lists are padded with ``Cin``; a padded entry reads (clamped to a real row, so the access is in
-bounds) and contributes 0 through the select. Accumulation is int32: a GPU's integer ALUs are
-32-bit (int16 adds are no faster) and 255 * Cin is far below 2**31, so it provably cannot
-overflow. Each thread sums ``PIXELS_PER_THREAD`` consecutive pixels where the row length allows
-(one index load and one 4-byte load per list entry serve them all), else one.
+Lists are padded with ``Cin`` to the layer's longest channel; a padding entry contributes 0
+through a select on the index (warp-uniform, and the CUDA code loads the data only inside that
+branch; the row index is clamped so that the access is in bounds either way). Accumulation is
+int32: a GPU's integer ALUs are 32-bit (int16 adds are no faster) and 255 * Cin is far below
+2**31, so it provably cannot overflow. Each thread sums ``PIXELS_PER_THREAD`` consecutive pixels
+where the row length allows (one index load and one 4-byte load per list entry serve them all),
+else one.
 """
 
 from __future__ import annotations
