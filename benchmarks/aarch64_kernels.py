@@ -1,13 +1,13 @@
 """What each AArch64 CPU class gets for the int8 kernels: instructions executed and code size.
 
-Builds the int8 layers of MobileNetV2 (first conv, depthwise convs, classifier, and two 1x1
-convs as an int8-only build has them; spatial sizes cut where the loop structure does not
-change, so that the emulator counts in seconds) for ``cortex-a72`` (NEON, no dotprod:
-widening multiply-accumulate), ``cortex-a76`` (dotprod: udot with offset weights) and
-``cortex-a76 +i8mm`` (usdot). Each build runs under qemu-aarch64 (``-cpu cortex-a72`` /
-``-cpu max``), is checked bit-exact against the kernel's numpy reference, and its executed
-instructions per call are counted by the emulator. These are instruction counts, not
-timings: qemu says nothing about a Cortex core's speed.
+Builds every int8 layer of the PROM MobileNetV2 224 (first conv, the 17 depthwise convs as
+their 11 distinct shapes, classifier; plus two 1x1 convs as an int8-only build has them) for
+``cortex-a72`` (NEON, no dotprod: widening multiply-accumulate), ``cortex-a76`` (dotprod:
+udot with offset weights) and ``cortex-a76 +i8mm`` (usdot). Each build runs under
+qemu-aarch64 (``-cpu cortex-a72`` / ``-cpu max``), is checked bit-exact against the kernel's
+numpy reference, and its executed instructions per call are counted by the emulator; the
+total is the network's int8 part (PROM layers only, each shape times its count). These are
+instruction counts, not timings: qemu says nothing about a Cortex core's speed.
 
     python benchmarks/aarch64_kernels.py
 
@@ -31,18 +31,24 @@ TARGETS = {
     "cortex-a76": ({**A64, "mcpu": "cortex-a76"}, "max"),
     "cortex-a76+i8mm": ({**A64, "mcpu": "cortex-a76", "mattr": ["+i8mm"]}, "max"),
 }
-# (label, cin, cout, hw, k, stride, groups); MobileNetV2 224 sizes in the label
+# (label, cin, cout, input hw, k, stride, groups, layers of this shape in the PROM network)
 CONVS = [
-    ("first conv 3->32 3x3 s2 (224, here 56)", 3, 32, 56, 3, 2, 1),
-    ("depthwise 32 3x3 s1 (112, here 56)", 32, 32, 56, 3, 1, 32),
-    ("depthwise 96 3x3 s2 (112, here 56)", 96, 96, 56, 3, 2, 96),
-    ("depthwise 144 3x3 s1 (56, here 28)", 144, 144, 28, 3, 1, 144),
-    ("depthwise 384 3x3 s1 (14)", 384, 384, 14, 3, 1, 384),
-    ("depthwise 960 3x3 s1 (7)", 960, 960, 7, 3, 1, 960),
-    ("int8-only 1x1 24->144 (56, here 28)", 24, 144, 28, 1, 1, 1),
-    ("int8-only 1x1 320->1280 (7)", 320, 1280, 7, 1, 1, 1),
+    ("first conv 3->32 3x3 s2 @224", 3, 32, 224, 3, 2, 1, 1),
+    ("depthwise 32 s1 @112", 32, 32, 112, 3, 1, 32, 1),
+    ("depthwise 96 s2 @112", 96, 96, 112, 3, 2, 96, 1),
+    ("depthwise 144 s1 @56", 144, 144, 56, 3, 1, 144, 1),
+    ("depthwise 144 s2 @56", 144, 144, 56, 3, 2, 144, 1),
+    ("depthwise 192 s1 @28", 192, 192, 28, 3, 1, 192, 2),
+    ("depthwise 192 s2 @28", 192, 192, 28, 3, 2, 192, 1),
+    ("depthwise 384 s1 @14", 384, 384, 14, 3, 1, 384, 4),
+    ("depthwise 576 s1 @14", 576, 576, 14, 3, 1, 576, 2),
+    ("depthwise 576 s2 @14", 576, 576, 14, 3, 2, 576, 1),
+    ("depthwise 960 s1 @7", 960, 960, 7, 3, 1, 960, 3),
+    # not in the PROM network (its 1x1 convs are ternary): what an int8-only build runs
+    ("int8-only 1x1 24->144 @56", 24, 144, 56, 1, 1, 1, 0),
+    ("int8-only 1x1 320->1280 @7", 320, 1280, 7, 1, 1, 1, 0),
 ]
-DENSE = ("classifier 1280->1000", 1280, 1000)
+DENSE = ("classifier 1280->1000", 1280, 1000, 1)
 
 
 def text_bytes(lib, emu) -> int:
@@ -74,7 +80,7 @@ def main() -> None:
     if emu.missing():
         sys.exit(emu.missing())
     rows = []
-    for label, cin, cout, hw, k, stride, groups in CONVS:
+    for label, cin, cout, hw, k, stride, groups, count in CONVS:
         case = {"n": 1, "cin": cin, "cout": cout, "groups": groups, "kernel": (k, k),
                 "strides": (stride, stride), "dilation": (1, 1), "padding": (k // 2,) * 4,
                 "h": hw, "w": hw, "x_dtype": "uint8", "y_dtype": "uint8", "x_zero_point": 3,
@@ -83,23 +89,29 @@ def main() -> None:
         shape = [int(v) for v in y.shape]
         macs = int(np.prod(shape)) * cin // groups * k * k
         want = int8_conv2d_ref(arrays[0], arrays[1], arrays[2], rq, **params)
-        rows.append({"layer": label, "macs": macs, "builds": {}})
+        rows.append({"layer": label, "macs": macs, "in_network": count, "builds": {}})
         for name, (target, cpu) in TARGETS.items():
             lib = build_conv(placeholders, y, tvm.target.Target(target))
             rows[-1]["builds"][name] = measure(emu, lib, arrays, shape, want, cpu, macs)
         print_row(rows[-1])
-    label, k, n = DENSE
-    rows.append({"layer": label, "macs": k * n, "builds": {}})
+    label, k, n, count = DENSE
+    rows.append({"layer": label, "macs": k * n, "in_network": count, "builds": {}})
     for name, (target, cpu) in TARGETS.items():
         lib, arrays, rq = build_dense(1, n, k, True, "uint8", "int8", 0,
                                       target=tvm.target.Target(target))
         want = int8_dense_ref(arrays[0], arrays[1], arrays[2], rq)
         rows[-1]["builds"][name] = measure(emu, lib, arrays, (1, n), want, cpu, k * n)
     print_row(rows[-1])
+    total = {name: sum(r["in_network"] * r["builds"][name]["instructions"] for r in rows)
+             for name in TARGETS}
+    macs = sum(r["in_network"] * r["macs"] for r in rows)
+    print(f"{'PROM MobileNetV2 224, int8 layers':42s} " + " | ".join(
+        f"{k}: {v / 1e6:.1f}M ({v / macs:.3f}/MAC)" for k, v in total.items()))
     RESULTS.write_text(json.dumps({
         "what": "AArch64 int8 kernels: instructions executed per call (qemu-aarch64 count, "
                 "not time) and .text bytes, each build checked bit-exact under qemu",
-        "targets": {k: v[0] for k, v in TARGETS.items()}, "layers": rows}, indent=1) + "\n")
+        "targets": {k: v[0] for k, v in TARGETS.items()}, "layers": rows,
+        "prom_mobilenet_v2_int8": {"macs": macs, "instructions": total}}, indent=1) + "\n")
     print(f"wrote {RESULTS}")
 
 
