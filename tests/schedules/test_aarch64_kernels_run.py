@@ -58,6 +58,14 @@ def test_conv_matches_reference(case_, name):
     _conv(case_, name)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TARGETS))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case_=conv_cases())
+def test_conv_matches_reference_per_target(name, case_):
+    _conv(case_, name)
+
+
 def _mnv2_case(cin, cout, hw, k, stride, groups, x_dtype="uint8"):
     return {
         "n": 1, "cin": cin, "cout": cout, "groups": groups, "kernel": (k, k),
@@ -130,6 +138,15 @@ def _dense(m, n, k, x_dtype, seed, name, weights=None, x_value=None):
        x_dtype=st.sampled_from(["uint8", "int8"]), seed=st.integers(0, 2**31),
        name=st.sampled_from(sorted(TARGETS)))
 def test_dense_matches_reference(m, n, k, x_dtype, seed, name):
+    _dense(m, n, k, x_dtype, seed, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TARGETS))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 3), n=st.integers(1, 70), k=st.sampled_from([16, 48, 100, 256, 1280]),
+       x_dtype=st.sampled_from(["uint8", "int8"]), seed=st.integers(0, 2**31))
+def test_dense_matches_reference_per_target(name, m, n, k, x_dtype, seed):
     _dense(m, n, k, x_dtype, seed, name)
 
 
