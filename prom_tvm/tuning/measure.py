@@ -46,6 +46,11 @@ def _bounded(fn, timeout: float, what: str):
     return box["value"]
 
 
+def _servers(summary: dict, key: str) -> int:
+    """How many servers the tracker's summary lists under ``key`` (busy ones included)."""
+    return sum(1 for i in summary.get("server_info", []) if i.get("key") == f"server:{key}")
+
+
 @dataclass
 class LocalRunner:
     number: int = 20
@@ -98,14 +103,28 @@ class RPCRunner:
             raise ValueError(f"cannot reach the {where}: {err}. Start one with python -m "
                              "tvm.exec.rpc_tracker --host HOST --port PORT") from None
         keys = sorted(summary.get("queue_info", {}))
+        start = (f"start one with python -m tvm.exec.rpc_server --tracker "
+                 f"{self.host}:{self.port} --key {self.key}")
         if self.key not in keys:
             raise ValueError(f"no RPC server is registered under key {self.key!r} at {where} "
-                             f"(keys there: {keys or 'none'}); start one with python -m "
-                             f"tvm.exec.rpc_server --tracker {self.host}:{self.port} "
-                             f"--key {self.key}")
-        self.session = _bounded(
-            lambda: tracker.request(self.key, priority=1, session_timeout=0),
-            self.timeout, f"waiting for a free {self.key!r} device at {where}")
+                             f"(keys there: {keys or 'none'}); {start}")
+        if not _servers(summary, self.key):  # the tracker keeps a key's queue after its last
+            raise ValueError(f"no {self.key!r} server is left at {where}: the servers under "
+                             f"the key stopped or died; {start}")  # server is gone
+        try:
+            self.session = _bounded(
+                lambda: tracker.request(self.key, priority=1, session_timeout=0),
+                self.timeout, f"waiting for a free {self.key!r} device at {where}")
+        except TimeoutError as err:
+            try:
+                left = _servers(_bounded(rpc.connect_tracker(self.host, self.port).summary,
+                                         10, f"asking {where}"), self.key)
+            except (OSError, RuntimeError, TimeoutError):
+                raise err from None
+            if not left:
+                raise ValueError(f"no {self.key!r} server is left at {where}: the servers "
+                                 f"under the key stopped or died while waiting; {start}") from None
+            raise TimeoutError(f"{err} ({left} server(s) under the key, all busy)") from None
         return self.session
 
     def device(self):
