@@ -16,6 +16,8 @@ top-1), and timed with ``time_evaluator`` (median, p10/p90 over ``--repeat`` rep
 PROM build beyond ``TOLERANCE_LSB`` is an error (exit 1, after the table).  A ``.so`` written
 by prom_tvm (with its ``.prom.json``) is benchmarked as the PROM variant as it is; the other
 two variants and the reference come from the ONNX model its metadata names (or ``--onnx``).
+Before anything is built, the device is asked which kernel the target's code runs on
+(``prom_tvm.device_probe``); an emulated device's timings are labelled as not the CPU's.
 
 The library function is :func:`bench_model` (no public function is named ``bench``: this
 module would shadow it).
@@ -46,7 +48,6 @@ DESCRIPTIONS = {
 }
 EMULATED_NOTE = ("the device is emulated (qemu): timings under qemu are not {cpu} timings; "
                  "the run checks correctness and the tooling, not speed")
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
 class AgreementError(RuntimeError):
