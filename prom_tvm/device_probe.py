@@ -20,6 +20,7 @@ import numpy as np
 
 ARCH_BYTES = 64
 CPUINFO_BYTES = 4096
+COMPAT = {("arm", "aarch64"), ("x86", "x86_64")}  # (code, kernel) that run natively
 
 
 @dataclass
@@ -77,7 +78,9 @@ def classify(kernel_arch: str, cpuinfo: str, target) -> DeviceKernel:
     if not arch:
         return DeviceKernel("", cpuinfo[:200], False,
                             "the device's kernel architecture could not be read")
-    emulated = arch != want
+    # 32-bit code runs natively on the 64-bit kernel of its family (AArch32 on an AArch64
+    # kernel: a Raspberry Pi OS 32-bit userland; i686 on x86_64)
+    emulated = arch != want and (want, arch) not in COMPAT
     where = "the kernel it runs on reports" + (f" {kernel_arch.strip()}" if kernel_arch.strip()
                                               else f" a {arch} /proc/cpuinfo")
     evidence = (f"{want} code on the device: {where}" +

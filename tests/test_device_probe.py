@@ -31,6 +31,13 @@ def test_aarch64_code_on_an_aarch64_kernel_is_a_real_board():
     assert not classify("aarch64\n", ARM_CPUINFO, A72).emulated
 
 
+def test_32_bit_code_on_the_64_bit_kernel_of_its_family_is_native():
+    armv7 = parse_target({"kind": "llvm", "mtriple": "armv7l-linux-gnueabihf",
+                          "mcpu": "cortex-a72"})
+    assert not classify("aarch64\n", ARM_CPUINFO, armv7).emulated  # 32-bit Raspberry Pi OS
+    assert classify("x86_64\n", X86_CPUINFO, armv7).emulated
+
+
 def test_without_kernel_arch_the_cpuinfo_fields_tell():
     assert classify("", X86_CPUINFO, A72).emulated
     assert not classify("", ARM_CPUINFO, A72).emulated
