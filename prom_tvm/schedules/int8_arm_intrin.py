@@ -179,51 +179,58 @@ def channel_dot_intrin(kind: str, weight_rank: int = 1) -> str:
     return name
 
 
-def row_dot_fits(stride: int, dilation: int, taps: int) -> bool:
-    """Whether :func:`row_dot_intrin` covers this kernel row (four columns, one register)."""
-    return 2 <= taps <= 4 and 3 * stride + (taps - 1) * dilation < 16
+def row_dot_fits(stride: int, dilation: int, taps: int, columns: int = 4) -> bool:
+    """Whether :func:`row_dot_intrin` covers this kernel row for ``columns`` (4 or 8) output
+    columns: 2-4 taps, the row's bytes in one 16-byte table register."""
+    return 2 <= taps <= 4 and (columns - 1) * stride + (taps - 1) * dilation < 16
 
 
-def row_dot_intrin(kind: str, stride: int, dilation: int, taps: int) -> str:
-    """Register (once) and return the name of one kernel row of a conv for four output
-    columns: ``C[j] += sum_k A[j * stride + k * dilation] * B[k]`` (j < 4, k < taps <= 4),
-    the description of the x86 ``depthwise_row_intrin`` with four lanes.
+def row_dot_intrin(kind: str, stride: int, dilation: int, taps: int, columns: int = 4) -> str:
+    """Register (once) and return the name of one kernel row of a conv for ``columns`` (4 or
+    8) output columns: ``C[j] += sum_k A[j * stride + k * dilation] * B[k]`` (k < taps <= 4),
+    the description of the x86 ``depthwise_row_intrin``.
 
-    The ``span`` input bytes are loaded once and one byte shuffle (``tbl``) gathers each
-    column's taps into the four bytes of its lane (unused bytes repeat byte 0 and meet a zero
-    weight); one dot instruction then does the row. The weight row is the repacked copy,
-    zero-padded to four bytes (one 32-bit load, broadcast). The load, the shuffle and the
-    ``udot`` correction depend only on the input row, so LLVM shares them between the
-    output rows of a tile that read the same input row (three, for a 3x3 kernel).
+    The ``span`` input bytes are loaded once and one byte shuffle (``tbl``) per four columns
+    gathers each column's taps into the four bytes of its lane (unused bytes repeat byte 0
+    and meet a zero weight); one dot instruction per four columns then does the row. The
+    weight row is the repacked copy, zero-padded to four bytes (one 32-bit load, broadcast).
+    The load, the shuffles and the ``udot`` correction depend only on the input row, so LLVM
+    shares them between the output rows of a tile that read the same input row (three, for
+    a 3x3 kernel); eight columns share one load (a 6-byte row costs three instructions to
+    load, a 10-byte one the same).
     """
-    name = f"prom_tvm.arm.row_dot_{kind}_s{stride}_d{dilation}_k{taps}"
+    name = f"prom_tvm.arm.row_dot_{kind}_s{stride}_d{dilation}_k{taps}_c{columns}"
     if TensorIntrin.get(name, allow_missing=True) is not None:
         return name
-    if not row_dot_fits(stride, dilation, taps):
+    if columns not in (4, 8) or not row_dot_fits(stride, dilation, taps, columns):
         raise ValueError(f"no AArch64 row dot intrinsic for stride={stride}, "
-                         f"dilation={dilation}, taps={taps}")
+                         f"dilation={dilation}, taps={taps}, columns={columns}")
     x_dtype = "int8" if kind == "sdot" else "uint8"
-    span = 3 * stride + (taps - 1) * dilation + 1
-    index = [j * stride + k * dilation if k < taps else 0 for j in range(4) for k in range(4)]
+    span = (columns - 1) * stride + (taps - 1) * dilation + 1
 
     def body(a, b, c):
         word = _as("int32", b.vload([0], "int8x4"))
         weights = _as("int8x16", tirx.Broadcast(word, 4))
         row = a.vload([0], f"{x_dtype}x{span}")
-        # a TIR shuffle yields at most as many lanes as its inputs hold: repeat the row
-        taps16 = tirx.Shuffle([row] * -(-16 // span), index)
-        return dot4(kind, c.vload([0], "int32x4"), taps16, weights)
+        quads = []
+        for q in range(columns // 4):
+            index = [(4 * q + j) * stride + k * dilation if k < taps else 0
+                     for j in range(4) for k in range(4)]
+            # a TIR shuffle yields at most as many lanes as its inputs hold: repeat the row
+            taps16 = tirx.Shuffle([row] * -(-16 // span), index)
+            quads.append(dot4(kind, c.vload([4 * q], "int32x4"), taps16, weights))
+        return quads[0] if columns == 4 else tirx.Shuffle(quads, list(range(8)))
 
     @T.prim_func(s_tir=True)
     def desc(
         a: T.Buffer((span,), x_dtype, offset_factor=1),
         b: T.Buffer((taps,), "int8", offset_factor=1),
-        c: T.Buffer((4,), "int32", offset_factor=1),
+        c: T.Buffer((columns,), "int32", offset_factor=1),
     ):
         with T.sblock("root"):
-            T.reads(c[0:4], a[0:span], b[0:taps])
-            T.writes(c[0:4])
-            for j, k in T.grid(4, taps):
+            T.reads(c[0:columns], a[0:span], b[0:taps])
+            T.writes(c[0:columns])
+            for j, k in T.grid(columns, taps):
                 with T.sblock("update"):
                     vj, vk = T.axis.remap("SR", [j, k])
                     c[vj] = c[vj] + (T.Cast("int32", a[vj * stride + vk * dilation])
@@ -233,13 +240,13 @@ def row_dot_intrin(kind: str, stride: int, dilation: int, taps: int) -> str:
     def impl(
         a: T.Buffer((span,), x_dtype, offset_factor=1),
         b: T.Buffer((taps,), "int8", offset_factor=1),
-        c: T.Buffer((4,), "int32", offset_factor=1),
+        c: T.Buffer((columns,), "int32", offset_factor=1),
     ):
         with T.sblock("root"):
-            T.reads(c[0:4], a[0:span], b[0:taps])
-            T.writes(c[0:4])
+            T.reads(c[0:columns], a[0:span], b[0:taps])
+            T.writes(c[0:columns])
             value = T.meta_var(body(a, b, c))
-            c[T.ramp(T.int32(0), 1, 4)] = value
+            c[T.ramp(T.int32(0), 1, columns)] = value
 
     TensorIntrin.register(name, desc, impl)
     return name

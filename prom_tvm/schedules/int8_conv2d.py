@@ -435,20 +435,28 @@ def _pmaddwd_row_intrin(sch: s_tir.Schedule, conv, target) -> str | None:
     return pmaddwd_row_intrin(stride, kw, x_dtype)
 
 
-def _arm_row_intrin(sch: s_tir.Schedule, conv, target) -> str | None:
-    """The AArch64 dotprod row intrinsic (four columns, one ``tbl`` + one dot instruction per
-    kernel row of 2-4 taps) for this conv, or None (no dotprod, 1 or > 4 taps, a row
-    span past 16 bytes)."""
+def _arm_row_intrin(sch: s_tir.Schedule, conv, target) -> tuple[str, int] | None:
+    """(name, columns) of the AArch64 dotprod row intrinsic (one ``tbl`` + one dot
+    instruction per four columns and kernel row of 2-4 taps; eight columns a call where
+    the width and the row's bytes allow) for this conv, or None (no dotprod, 1 or > 4
+    taps, a row span past 16 bytes)."""
     block = sch.get(conv)
     kind = dot_kind(target, block.reads[0].source.dtype)
     if kind is None or block.reads[1].source.dtype != "int8":
         return None
     stride = int(block.annotations["prom_tvm.strides"][1])
     dilation = int(block.annotations["prom_tvm.dilation"][1])
-    kw = loop_extent(sch, sch.get_loops(conv)[-1])
-    if not row_dot_fits(stride, dilation, kw):
-        return None
-    return row_dot_intrin(kind, stride, dilation, kw)
+    *_, ow, _, _, rx = sch.get_loops(conv)
+    kw, wo_pad = loop_extent(sch, rx), loop_extent(sch, ow)
+    wo = loop_extent(sch, sch.get_loops(sch.get_sblock("requant"))[-1])
+    # eight columns a call load each row once for twice the work, unless that costs the
+    # per-chunk epilogue (whole 4- but not 8-column chunks) or leaves a single call per
+    # row; measured by the emulator's instruction count on MobileNetV2's depthwise shapes
+    wide = wo_pad % 8 == 0 and (wo % 8 == 0 or (wo % 4 != 0 and wo_pad > 8))
+    for columns in (8, 4) if wide else (4,):
+        if row_dot_fits(stride, dilation, kw, columns):
+            return row_dot_intrin(kind, stride, dilation, kw, columns), columns
+    return None
 
 
 def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.Schedule:
@@ -466,7 +474,7 @@ def _schedule_vnni_rows(sch: s_tir.Schedule, target, depthwise: bool) -> s_tir.S
     intrin = arm = None
     if not lanes:
         arm = _arm_row_intrin(sch, conv, target)
-        intrin, lanes = (arm, 4) if arm else (_pmaddwd_row_intrin(sch, conv, target), 8)
+        intrin, lanes = arm if arm else (_pmaddwd_row_intrin(sch, conv, target), 8)
     phase = _maybe_block(sch, "phase")
     if phase is not None:
         # vpermb does the column stride itself: read the padded rows directly

@@ -80,6 +80,8 @@ def _mnv2_case(cin, cout, hw, k, stride, groups, x_dtype="uint8"):
     (3, 16, 32, 3, 2, 1),  # first conv: row kernel (3 channels)
     (16, 16, 28, 3, 1, 16),  # depthwise
     (16, 16, 28, 3, 2, 16),  # depthwise, strided
+    (16, 16, 32, 3, 1, 16),  # depthwise, whole 8-column chunks: 8 columns a dot row call
+    (16, 16, 14, 3, 1, 16),  # depthwise, 14 of 16 columns: 8 columns a call too
     (24, 32, 14, 1, 1, 1),  # int8 1x1 (an int8-only build's pointwise conv): channel kernel
     (8, 12, 10, 3, 1, 1),  # 3x3 regular: channel kernel
 ])
