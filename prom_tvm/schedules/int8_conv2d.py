@@ -375,6 +375,11 @@ def _schedule_generic(sch: s_tir.Schedule, target, depthwise: bool,
     if not widen:
         sch.vectorize(owi)
     _finish(sch, target, depthwise, b, co, oho, owo, rc, per_chunk, per_chunk and wo < wo_pad)
+    if col_stride == 2:
+        # ld2's 16-byte load of the last 8 columns reads one byte past the last one the taps
+        # use, where compute_at may have ended the padded row: a row pitch of whole 16 bytes
+        # (the last row's slack included) keeps it inside the buffer
+        sch.storage_align(sch.get_sblock("pad"), 0, axis=2, factor=16, offset=0)
     if widen:
         sch.tensorize(ci if outer else owi, intrin)
     return sch
