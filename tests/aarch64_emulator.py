@@ -2,8 +2,9 @@
 
 The kernel is exported as a shared library with the cross gcc and called by
 ``emulated/kernel_runner.c`` (cross-compiled once per session), which stands in for the few
-runtime functions a kernel library imports. ``-cpu max`` has dotprod and i8mm; ``-cpu
-cortex-a72`` has neither and faults (SIGILL) on their instructions.
+runtime functions a kernel library imports, and ends every tensor and workspace buffer at an
+inaccessible page (a read or write past a buffer faults). ``-cpu max`` has dotprod and i8mm;
+``-cpu cortex-a72`` has neither and faults (SIGILL) on their instructions.
 """
 
 from __future__ import annotations

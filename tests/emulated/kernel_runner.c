@@ -8,6 +8,9 @@
  * call. The library's imports from the runtime are provided here: parallel launch (tasks run
  * one after another, two of them, so the split across tasks is exercised), the workspace
  * allocator, and error reporting (printed, exit status 3).
+ * Every tensor and workspace buffer ends where an inaccessible page begins, so a kernel that
+ * reads or writes even one byte past a buffer faults (SIGSEGV) instead of passing by luck
+ * (AArch64 loads need no alignment; the buffers are only 1-byte aligned at their start).
  * KERNEL_RUNNER_CALLS=N in the environment repeats the call N times.
  */
 #include <dlfcn.h>
@@ -15,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef struct { int32_t device_type, device_id; } DLDevice;
 typedef struct { uint8_t code, bits; uint16_t lanes; } DLDataType;
@@ -53,16 +58,39 @@ static int parallel_barrier(int task_id, TVMParallelGroupEnv* env) {
   return 0;
 }
 
+/* guarded buffers: [data pages, the buffer at their end][PROT_NONE page] */
+typedef struct { void* ptr; void* base; size_t len; } Mapping;
+static Mapping maps[4096];
+static int n_maps;
+
+static void* guarded_alloc(size_t size) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), data = (size + page - 1) / page * page;
+  if (!data) data = page;
+  char* base = mmap(NULL, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1, 0);
+  if (base == MAP_FAILED || mprotect(base + data, page, PROT_NONE)) return NULL;
+  void* ptr = base + data - size;
+  for (int i = 0; i < n_maps; ++i)
+    if (!maps[i].ptr) { maps[i] = (Mapping){ptr, base, data + page}; return ptr; }
+  if (n_maps == 4096) return NULL;
+  maps[n_maps++] = (Mapping){ptr, base, data + page};
+  return ptr;
+}
+
 static void* alloc_workspace(int dev_type, int dev_id, uint64_t size, int code, int bits) {
   (void)dev_type; (void)dev_id; (void)code; (void)bits;
-  void* p = NULL;
-  return posix_memalign(&p, 64, size ? size : 1) ? NULL : p;
+  return guarded_alloc(size);
 }
 
 static int free_workspace(int dev_type, int dev_id, void* ptr) {
   (void)dev_type; (void)dev_id;
-  free(ptr);
-  return 0;
+  for (int i = 0; i < n_maps; ++i)
+    if (maps[i].ptr == ptr) {
+      munmap(maps[i].base, maps[i].len);
+      maps[i].ptr = NULL;
+      return 0;
+    }
+  return -1;
 }
 
 static void set_import(void* lib, const char* name, void* fn) {
@@ -119,7 +147,8 @@ int main(int argc, char** argv) {
     }
     bytes[i] = count * ts[i].dtype.bits / 8;
     ts[i].device = (DLDevice){kDLCPU, 0};
-    ts[i].data = alloc_workspace(0, 0, bytes[i], 0, 0);
+    ts[i].data = guarded_alloc(bytes[i]);
+    if (!ts[i].data) die("cannot allocate", argv[i + 2]);
     FILE* f = fopen(paths[i], "rb");
     if (!f || fread(ts[i].data, 1, bytes[i], f) != bytes[i]) die("cannot read", paths[i]);
     fclose(f);

@@ -105,6 +105,15 @@ def test_strided_convs(name, k, stride, dilation, groups):
         _conv(case_, name)
 
 
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_no_access_past_a_buffer(name):
+    """The runner ends every buffer at an inaccessible page. Depthwise stride 2 at 32x32:
+    its padded planes (33 x 33 bytes) are workspace buffers, and a72's ld2 load of the last
+    8 columns reads one byte past the last one its taps use (faulted here before the rows
+    got slack)."""
+    _conv(_mnv2_case(16, 16, 32, 3, 2, 16), name)
+
+
 @pytest.mark.parametrize("name", ["a76", "i8mm"])
 @pytest.mark.parametrize("groups", [1, 16])
 @pytest.mark.parametrize(("x_dtype", "x", "w"), [("uint8", 255, -128), ("uint8", 255, 127),
