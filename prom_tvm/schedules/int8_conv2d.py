@@ -267,6 +267,9 @@ def schedule_int8_conv2d(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     ``vpermb`` + ``vpdpbusd``, one instruction pair per kernel row); regular convs pad once
     and run in parallel over output-channel blocks and row blocks. The requant epilogue is
     computed right after each row block, vectorized over the real (unpadded) output width.
+    AArch64 (int8_arm_intrin.py, int8_arm_widening.py): with dotprod, the channel-interleaved
+    kernel and a ``tbl`` + dot row kernel; without (and for what those do not take), NEON
+    ``smlal`` on int16-widened operands.
     """
     conv = sch.get_sblock("conv")
     depthwise = sch.get(conv).annotations["schedule_rule"] == DEPTHWISE_RULE
