@@ -62,10 +62,11 @@ def int8_dense_compute(
         (M, K) uint8 or int8 activation.
     w : te.Tensor
         int8 weight, (N, K) when ``transpose_w`` (ONNX Gemm ``transB=1``, torch Linear) or
-        (K, N) when not (ONNX MatMul). (N, K) is the faster layout: with uint8 activations
-        and K a multiple of 64 it runs on AVX-512 VNNI (``vpdpbusd`` over contiguous K
-        slices, ~4x the (K, N) kernel); elsewhere both layouts run about equally fast. With
-        constant MatMul weights, transpose them to (N, K) at compile time.
+        (K, N) when not (ONNX MatMul). (N, K) is the faster layout: its dot-product kernels
+        take contiguous K slices (AVX-512 VNNI ``vpdpbusd`` for uint8 activations and K a
+        multiple of 64, ~4x the (K, N) kernel; AVX2 and AArch64 for K a multiple of 16);
+        elsewhere both layouts run about equally fast. With constant MatMul weights,
+        transpose them to (N, K) at compile time.
     bias : te.Tensor
         int32 [N] with ``-x_zero_point * sum_k w[n, k]`` folded in.
     scale : te.Tensor
@@ -134,7 +135,9 @@ def schedule_int8_dense(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     (K, N) weights: vectorize over output columns (one broadcast activation times a
     contiguous weight row per step), a few vectors per task, parallel over column blocks.
     (N, K) weights: vectorize the reduction over K (rfactor into per-lane partial sums,
-    reduced at the end), parallel over output columns. The requant epilogue follows each
+    reduced at the end), parallel over output columns; with K a multiple of 16 each step is
+    one dot instruction (AVX-512 VNNI, AVX2 ``vpmaddwd``, AArch64 ``udot`` / ``sdot`` /
+    ``usdot``, or NEON ``smlal`` pairs without dotprod). The requant epilogue follows each
     block of outputs, vectorized.
     """
     lanes = vector_lanes(target, 32)
