@@ -36,6 +36,9 @@ CHROOT_ENV=(env -i PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root LA
 say() { echo "emulated_device: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 cannot() { say "cannot host the emulated device here: $*"; exit 3; }
+# a download that failed (no mirror, no network, a proxy): this machine cannot build the
+# device, which is not a fault of the code; the log's last lines say what happened
+offline() { cannot "$1 failed (no network or mirror here?): $(tail -n 3 "$2" | tr '\n' ' ')"; }
 
 # ------------------------------------------------------------------------------------------
 # what this machine needs
@@ -67,8 +70,10 @@ host_packages() {
     [[ ${#missing[@]} == 0 ]] && return 0
     command -v apt-get >/dev/null || cannot "no apt-get to install ${missing[*]}"
     say "installing ${missing[*]} ..."
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    local log=/tmp/prom_tvm_emulated_apt.log
+    apt-get update -qq >"$log" 2>&1 || offline "apt-get update" "$log"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$log" 2>&1 \
+        || offline "apt-get install ${missing[*]}" "$log"
 }
 
 debian_mirror() {  # the mirror apt uses here
@@ -116,7 +121,7 @@ cmd_setup() {
         debootstrap --arch=arm64 --variant=minbase \
             --include=python3,python3-venv,python3-pip,ca-certificates \
             "$SUITE" "$part" "$mirror" >"$RUN_DIR/debootstrap.log" 2>&1 \
-            || die "debootstrap failed; see $RUN_DIR/debootstrap.log"
+            || offline "debootstrap from $mirror" "$RUN_DIR/debootstrap.log"
         touch "$part/.prom_tvm_debootstrap_done"
         mv "$part" "$ROOT"
     fi
@@ -130,7 +135,7 @@ cmd_setup() {
     in_chroot env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=120 \
         $( [[ -f $ROOT/opt/host-ca.crt ]] && echo PIP_CERT=/opt/host-ca.crt ) \
         /opt/venv/bin/pip install -q "${PINS[@]}" >"$RUN_DIR/pip.log" 2>&1 \
-        || die "pip install in the rootfs failed; see $RUN_DIR/pip.log"
+        || offline "pip install in the rootfs" "$RUN_DIR/pip.log"
     in_chroot /opt/venv/bin/python -c "import tvm, tvm.rpc, tornado, psutil, cloudpickle" \
         || die "the rootfs venv cannot import tvm.rpc"
     echo "${PINS[*]}" >"$READY"
