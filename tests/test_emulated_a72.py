@@ -3,7 +3,8 @@
 servers under one key; PROM MobileNetV2 224 benchmarked on them against the exact reference,
 and the tiny CNN tuned through them and its log applied bit-exact.  Servers and tracker are
 always torn down.  Skips (with the reason) where the machine cannot host the device: not root,
-no binfmt_misc, no mirror or network to build the rootfs.  Slow: ~5 min for a fresh rootfs, then ~4 min on 2 cores."""
+no binfmt_misc, no mirror or network to build the rootfs.  Slow: ~5 min for a fresh rootfs,
+then ~4 min on 2 cores."""
 
 from __future__ import annotations
 
