@@ -12,9 +12,7 @@ cannot be claimed by a server's name or flag; what it cannot see is full-system 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -92,20 +90,10 @@ def probe_device(session, target, timeout: float = 60.0) -> DeviceKernel:
     """Run the probe on ``session``'s device (an RPC session); bounded by ``timeout``."""
     import tvm
 
-    from .export import compiler_for
-    from .tuning.measure import _bounded
+    from .tuning.measure import _bounded, upload_module
 
-    lib = probe_module(target)
-    cc = compiler_for(target)
-    name = f"prom_tvm_probe_{os.getpid()}.so"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        if cc is None:
-            lib.export_library(str(path))
-        else:
-            lib.export_library(str(path), fcompile=tvm.support.cc.cross_compiler(cc))
-        _bounded(lambda: session.upload(str(path), target=name), timeout, "uploading the probe")
-    mod = _bounded(lambda: session.load_module(name), timeout, "loading the probe on the device")
+    mod = upload_module(session, probe_module(target), target,
+                        f"prom_tvm_probe_{os.getpid()}.so", timeout, "the probe")
     dev = session.cpu(0)
     a = tvm.runtime.tensor(np.zeros(ARCH_BYTES, "uint8"), dev)
     c = tvm.runtime.tensor(np.zeros(CPUINFO_BYTES, "uint8"), dev)

@@ -46,6 +46,24 @@ def _bounded(fn, timeout: float, what: str):
     return box["value"]
 
 
+def upload_module(session, lib, target, name: str, timeout: float, what: str):
+    """Export ``lib`` (cross-linked for ``target`` where the device is another CPU), upload it
+    to an RPC ``session`` as ``name`` and load it there; each step bounded by ``timeout``.
+    ``what``: the library, for the error ("a kernel", "the probe")."""
+    from ..export import compiler_for
+
+    cc = compiler_for(target)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        if cc is None:
+            lib.export_library(str(path))
+        else:
+            lib.export_library(str(path), fcompile=tvm.support.cc.cross_compiler(cc))
+        _bounded(lambda: session.upload(str(path), target=name), timeout, f"uploading {what}")
+    return _bounded(lambda: session.load_module(name), timeout,
+                    f"loading {what} on the device")
+
+
 def _servers(summary: dict, key: str) -> int:
     """How many servers the tracker's summary lists under ``key`` (busy ones included)."""
     return sum(1 for i in summary.get("server_info", []) if i.get("key") == f"server:{key}")
@@ -133,21 +151,10 @@ class RPCRunner:
         return self.session.cpu(0), self.session
 
     def load(self, lib, target):
-        from ..export import compiler_for
-
-        cc = compiler_for(target)
         # a new name per kernel: rewriting a library the device still has loaded crashes it
         self.uploads += 1
-        name = f"prom_tvm_kernel_{self.uploads}.so"
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            if cc is None:
-                lib.export_library(str(path))
-            else:
-                lib.export_library(str(path), fcompile=tvm.support.cc.cross_compiler(cc))
-            _bounded(lambda: self.session.upload(str(path)), self.timeout, "uploading a kernel")
-        return _bounded(lambda: self.session.load_module(name), self.timeout,
-                        "loading a kernel on the device")
+        return upload_module(self.session, lib, target, f"prom_tvm_kernel_{self.uploads}.so",
+                             self.timeout, "a kernel")
 
     def close(self) -> None:
         """Release the device: TVM's sessions have no close(), they end when collected (and
