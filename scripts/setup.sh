@@ -15,9 +15,10 @@ if [[ $dev == 1 ]]; then
     "$pip" install -q --no-deps torchvision==0.28.0 || echo "note: torchvision unavailable; its tests will skip"
     # Debian packages the tests use (needs root; their tests skip without them):
     # Fashion-MNIST for the accuracy benchmark, qemu-user to run the AVX2 / x86-64 builds on
-    # emulated CPUs without AVX-512 (tests/test_emulated_cpus.py)
+    # emulated CPUs without AVX-512 (tests/test_emulated_cpus.py) and, with the AArch64 cross
+    # toolchain (its libc and linker), the ARM kernels (tests/schedules/test_aarch64_kernels_run.py)
     missing=()
-    for pkg in dataset-fashion-mnist qemu-user; do
+    for pkg in dataset-fashion-mnist qemu-user gcc-aarch64-linux-gnu; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [[ ${#missing[@]} -gt 0 && $(id -u) == 0 ]]; then
