@@ -26,21 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_layers import build_tvm  # one way to build and time a kernel
+from mobilenet_v2_shapes import INT8_CONVS
 
-# (name, cin, cout, hw, k, stride, groups, occurrences in MobileNetV2)
-CONV_LAYERS = [
-    ("features.0 3->32 3x3 s2 @224", 3, 32, 224, 3, 2, 1, 1),
-    ("dw 32 s1 @112", 32, 32, 112, 3, 1, 32, 1),
-    ("dw 96 s2 @112", 96, 96, 112, 3, 2, 96, 1),
-    ("dw 144 s1 @56", 144, 144, 56, 3, 1, 144, 1),
-    ("dw 144 s2 @56", 144, 144, 56, 3, 2, 144, 1),
-    ("dw 192 s1 @28", 192, 192, 28, 3, 1, 192, 2),
-    ("dw 192 s2 @28", 192, 192, 28, 3, 2, 192, 1),
-    ("dw 384 s1 @14", 384, 384, 14, 3, 1, 384, 4),
-    ("dw 576 s1 @14", 576, 576, 14, 3, 1, 576, 2),
-    ("dw 576 s2 @14", 576, 576, 14, 3, 2, 576, 1),
-    ("dw 960 s1 @7", 960, 960, 7, 3, 1, 960, 3),
-]
+CONV_LAYERS = INT8_CONVS  # (name, cin, cout, hw, k, stride, groups, occurrences)
 DENSE_LAYERS = [("classifier 1280->1000", 1, 1280, 1000)]
 X_ZP = 7
 

@@ -33,28 +33,20 @@ os.environ.setdefault("TVM_NUM_THREADS", "1")
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mobilenet_v2_shapes import INT8_CONVS
+
 RESULTS = Path(__file__).resolve().parent / "results" / "int8_layers.json"
 
-# (group, name, kind, params) at torchvision MobileNetV2 224x224
-CONV_LAYERS = [
-    ("conv", "features.0 3->32 3x3 s2 @224", 3, 32, 224, 3, 2, 1),
-    ("dw", "dw 32 s1 @112", 32, 32, 112, 3, 1, 32),
-    ("dw", "dw 96 s2 @112", 96, 96, 112, 3, 2, 96),
-    ("dw", "dw 144 s1 @56", 144, 144, 56, 3, 1, 144),
-    ("dw", "dw 144 s2 @56", 144, 144, 56, 3, 2, 144),
-    ("dw", "dw 192 s1 @28", 192, 192, 28, 3, 1, 192),
-    ("dw", "dw 192 s2 @28", 192, 192, 28, 3, 2, 192),
-    ("dw", "dw 384 s1 @14", 384, 384, 14, 3, 1, 384),
-    ("dw", "dw 576 s1 @14", 576, 576, 14, 3, 1, 576),
-    ("dw", "dw 576 s2 @14", 576, 576, 14, 3, 2, 576),
-    ("dw", "dw 960 s1 @7", 960, 960, 7, 3, 1, 960),
+# (group, name, cin, cout, hw, k, stride, groups) at torchvision MobileNetV2 224x224
+CONV_LAYERS = [("conv" if g == 1 else "dw", n, *p, g) for n, *p, g, _ in INT8_CONVS] + [
     ("pw", "pw 24->144 @56 (int8)", 24, 144, 56, 1, 1, 1),
     ("pw", "pw 144->24 @56 (int8)", 144, 24, 56, 1, 1, 1),
     ("pw", "pw 320->1280 @7 (int8)", 320, 1280, 7, 1, 1, 1),
 ]
 # how many times each layer occurs in MobileNetV2 (for the per-network total)
-OCCURRENCES = {"dw 192 s1 @28": 2, "dw 384 s1 @14": 4, "dw 576 s1 @14": 2, "dw 960 s1 @7": 3,
-               "add 32 @28": 2, "add 64 @14": 3, "add 96 @14": 2, "add 160 @7": 2}
+OCCURRENCES = {n: count for n, *_, count in INT8_CONVS} | {
+    "add 32 @28": 2, "add 64 @14": 3, "add 96 @14": 2, "add 160 @7": 2}
 DENSE_LAYERS = [("dense", "classifier 1280->1000", 1, 1280, 1000)]
 ADD_LAYERS = [("add", f"add {c} @{hw}", c, hw) for c, hw in
               [(24, 56), (32, 28), (64, 14), (96, 14), (160, 7)]]

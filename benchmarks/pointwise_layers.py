@@ -57,7 +57,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plots
-from mobilenet_v2_pointwise import LAYERS
+from mobilenet_v2_shapes import LAYERS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pointwise_layers.json"
 AVX2 = {"kind": "llvm", "mcpu": "haswell"}

@@ -42,7 +42,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tvm import s_tir, te
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mobilenet_v2_pointwise import LAYERS
+from mobilenet_v2_shapes import LAYERS
 
 THREADS = int(os.environ["TVM_NUM_THREADS"])
 

@@ -29,6 +29,7 @@ from tvm.target import codegen as llvm_info
 
 __all__ = [
     "CROSS_NUM_CORES",
+    "arch_family",
     "available_physical_cores",
     "check_buildable",
     "cuda_arch",
@@ -476,6 +477,13 @@ def _arch_family(triple: str) -> str:
     return arch
 
 
+def arch_family(target: Target | None) -> str:
+    """Architecture family ("x86_64", "aarch64", ...) of an llvm target's triple, the host's
+    when it names none (None: this machine)."""
+    triple = (str(target.attrs.get("mtriple", "") or "") if target is not None else "")
+    return _arch_family(triple or _host_triple())
+
+
 def _os_of(triple: str) -> str:
     words = triple.lower().split("-")[1:]
     for word in words:
@@ -509,7 +517,7 @@ def is_host_compatible(target: Target) -> bool:
         return False
     triple = str(target.attrs.get("mtriple", "")) or _host_triple()
     host = _host_triple()
-    if _arch_family(triple) != _arch_family(host) or _os_of(triple) != _os_of(host):
+    if arch_family(target) != _arch_family(host) or _os_of(triple) != _os_of(host):
         return False
     return _isa_features(target) <= _isa_features(_host_cpu_target())
 

@@ -1,4 +1,4 @@
-"""Shared test setup: helper modules on sys.path, the torchvision fixture."""
+"""Shared test setup: helper modules on sys.path, the torchvision and tiny-model fixtures."""
 
 import sys
 from pathlib import Path
@@ -22,3 +22,15 @@ def torchvision():
         except RuntimeError:
             pass  # already defined by another test module
     return pytest.importorskip("torchvision")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """The tiny QDQ CNN (16x16 input) saved as an ONNX file, shared by the tests that read it."""
+    import onnx
+
+    from prom_tvm.models.tiny_cnn import tiny_qdq_cnn
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    onnx.save(tiny_qdq_cnn(16), path)
+    return path

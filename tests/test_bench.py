@@ -12,21 +12,13 @@ import rpc_fixtures
 
 import prom_tvm
 from prom_tvm.bench import AgreementError, bench_model, main
-from prom_tvm.models.tiny_cnn import tiny_qdq_cnn
 from prom_tvm.reference import TOLERANCE_LSB
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "tiny.onnx"
-    onnx.save(tiny_qdq_cnn(16), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_so(tiny, tmp_path_factory):
+def tiny_so(tiny_onnx, tmp_path_factory):
     path = tmp_path_factory.mktemp("bench_so") / "tiny.so"
-    prom_tvm.build(tiny, tuning_log=False).export_library(path)
+    prom_tvm.build(tiny_onnx, tuning_log=False).export_library(path)
     return path
 
 
@@ -66,8 +58,8 @@ def _table_rows(out: str) -> list[str]:
             and len(line.split()) >= 8]
 
 
-def test_local_run_prints_the_table_and_writes_json_and_plot(tiny, tmp_path, capsys):
-    code = main([str(tiny), "--local", "--repeat", "3", "--number", "2", "--quiet",
+def test_local_run_prints_the_table_and_writes_json_and_plot(tiny_onnx, tmp_path, capsys):
+    code = main([str(tiny_onnx), "--local", "--repeat", "3", "--number", "2", "--quiet",
                  "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -80,8 +72,8 @@ def test_local_run_prints_the_table_and_writes_json_and_plot(tiny, tmp_path, cap
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_rpc_run_uploads_the_exported_libraries(tiny, farm, tmp_path, capsys):
-    code = main([str(tiny), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "farm",
+def test_rpc_run_uploads_the_exported_libraries(tiny_onnx, farm, tmp_path, capsys):
+    code = main([str(tiny_onnx), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "farm",
                  "--sessions", "1", "--repeat", "3", "--number", "2", "--quiet", "--timeout", "30",
                  "--work-dir", str(tmp_path / "libs"), "--json", str(tmp_path / "r.json"),
                  "--plot", str(tmp_path / "r.svg")])
@@ -103,8 +95,8 @@ def test_rpc_run_uploads_the_exported_libraries(tiny, farm, tmp_path, capsys):
     assert b"<svg" in (tmp_path / "r.svg").read_bytes()
 
 
-def test_variants_spread_over_the_servers_under_one_key(tiny, farm, capsys):
-    result = bench_model(tiny, rpc_tracker=f"127.0.0.1:{farm}", rpc_key="farm", repeat=2,
+def test_variants_spread_over_the_servers_under_one_key(tiny_onnx, farm, capsys):
+    result = bench_model(tiny_onnx, rpc_tracker=f"127.0.0.1:{farm}", rpc_key="farm", repeat=2,
                          number=1, timeout=30, emulated=True)
     assert [v.name for v in result.variants] == ["prom", "int8", "float"]
     assert any("2 sessions at once" in n for n in result.notes)
@@ -127,9 +119,9 @@ def test_so_input_locally_and_over_rpc(tiny_so, farm, tmp_path, capsys):
     assert only.name == "prom (.so)" and only.within_tolerance and only.session == "farm session 1"
 
 
-def test_so_without_its_onnx_model_says_what_to_pass(tiny, tmp_path, capsys):
+def test_so_without_its_onnx_model_says_what_to_pass(tiny_onnx, tmp_path, capsys):
     path = tmp_path / "m.so"
-    prom_tvm.build(onnx.load(tiny), tuning_log=False).export_library(path)  # no source
+    prom_tvm.build(onnx.load(tiny_onnx), tuning_log=False).export_library(path)  # no source
     assert main([str(path), "--local", "--quiet"]) == 2
     assert "pass --onnx MODEL.onnx" in capsys.readouterr().err
     (tmp_path / "no.so").write_bytes(b"x")
@@ -137,19 +129,19 @@ def test_so_without_its_onnx_model_says_what_to_pass(tiny, tmp_path, capsys):
     assert "metadata no.so.prom.json is missing" in capsys.readouterr().err
 
 
-def test_malformed_tracker_address_is_exit_2(tiny, capsys):
-    assert main([str(tiny), "--rpc-tracker", "nohost", "--rpc-key", "k", "--quiet"]) == 2
+def test_malformed_tracker_address_is_exit_2(tiny_onnx, capsys):
+    assert main([str(tiny_onnx), "--rpc-tracker", "nohost", "--rpc-key", "k", "--quiet"]) == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
-    assert main([str(tiny), "--rpc-tracker", "127.0.0.1:99999", "--rpc-key", "k"]) == 2
+    assert main([str(tiny_onnx), "--rpc-tracker", "127.0.0.1:99999", "--rpc-key", "k"]) == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main([str(tiny), "--rpc-tracker", "127.0.0.1:9190"])
+        main([str(tiny_onnx), "--rpc-tracker", "127.0.0.1:9190"])
     assert "needs --rpc-key" in capsys.readouterr().err
 
 
-def test_unknown_key_is_exit_2_listing_the_keys(tiny, farm, capsys):
+def test_unknown_key_is_exit_2_listing_the_keys(tiny_onnx, farm, capsys):
     t0 = time.monotonic()
-    assert main([str(tiny), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "gone",
+    assert main([str(tiny_onnx), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "gone",
                  "--quiet", "--timeout", "10"]) == 2
     err = capsys.readouterr().err
     assert "no RPC server is registered under key 'gone'" in err
@@ -157,39 +149,39 @@ def test_unknown_key_is_exit_2_listing_the_keys(tiny, farm, capsys):
     assert time.monotonic() - t0 < 20  # checked before anything is built
 
 
-def test_unreachable_tracker_is_exit_2_without_hanging(tiny, capsys):
+def test_unreachable_tracker_is_exit_2_without_hanging(tiny_onnx, capsys):
     port = rpc_fixtures.free_port()  # nothing listens there
     t0 = time.monotonic()
-    assert main([str(tiny), "--rpc-tracker", f"127.0.0.1:{port}", "--rpc-key", "k",
+    assert main([str(tiny_onnx), "--rpc-tracker", f"127.0.0.1:{port}", "--rpc-key", "k",
                  "--quiet", "--timeout", "5"]) == 2
     assert f"cannot reach the RPC tracker 127.0.0.1:{port}" in capsys.readouterr().err
     assert time.monotonic() - t0 < 20
 
 
-def test_a_target_that_cannot_run_here_needs_rpc(tiny, capsys):
-    assert main([str(tiny), "--local", "--target", "llvm -mcpu=cortex-a72", "--quiet"]) == 2
+def test_a_target_that_cannot_run_here_needs_rpc(tiny_onnx, capsys):
+    assert main([str(tiny_onnx), "--local", "--target", "llvm -mcpu=cortex-a72", "--quiet"]) == 2
     assert "cannot run on this machine" in capsys.readouterr().err
 
 
-def test_prom_beyond_tolerance_fails_loudly_after_the_table(tiny, monkeypatch, capsys):
+def test_prom_beyond_tolerance_fails_loudly_after_the_table(tiny_onnx, monkeypatch, capsys):
     from prom_tvm import onnx_io, reference
 
-    step = onnx_io.output_step(onnx.load(tiny))
+    step = onnx_io.output_step(onnx.load(tiny_onnx))
     real = reference.ExactReference.run
     monkeypatch.setattr(reference.ExactReference, "run",
                         lambda self, x: [o + 10 * step for o in real(self, x)])
-    assert main([str(tiny), "--local", "--variants", "prom", "--repeat", "2", "--number", "1",
+    assert main([str(tiny_onnx), "--local", "--variants", "prom", "--repeat", "2", "--number", "1",
                  "--quiet"]) == 1
     captured = capsys.readouterr()
     assert _table_rows(captured.out) == ["prom"]
     assert f"10 LSB from the exact QDQ reference (tolerance {TOLERANCE_LSB})" in captured.err
     with pytest.raises(AgreementError) as info:
-        bench_model(tiny, variants=("prom",), repeat=2, number=1)
+        bench_model(tiny_onnx, variants=("prom",), repeat=2, number=1)
     assert info.value.result.variants[0].max_lsb == 10
     assert not np.isnan(info.value.result.variants[0].median_ms)
 
 
-def test_busy_devices_are_a_timeout_not_a_hang(tiny, farm, capsys):
+def test_busy_devices_are_a_timeout_not_a_hang(tiny_onnx, farm, capsys):
     """Both 'farm' devices held by someone else: exit 2 after --timeout, before any build."""
     import gc
 
@@ -199,7 +191,7 @@ def test_busy_devices_are_a_timeout_not_a_hang(tiny, farm, capsys):
             for _ in range(2)]
     t0 = time.monotonic()
     try:
-        assert main([str(tiny), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "farm",
+        assert main([str(tiny_onnx), "--rpc-tracker", f"127.0.0.1:{farm}", "--rpc-key", "farm",
                      "--quiet", "--timeout", "3"]) == 2
         err = capsys.readouterr().err
         assert "waiting for a free 'farm' device" in err
@@ -214,7 +206,7 @@ def test_busy_devices_are_a_timeout_not_a_hang(tiny, farm, capsys):
             time.sleep(0.3)
 
 
-def test_a_server_that_dies_mid_run_is_an_error_naming_the_key(tiny, farm):
+def test_a_server_that_dies_mid_run_is_an_error_naming_the_key(tiny_onnx, farm):
     with rpc_fixtures.server(farm, "flaky") as proc:
 
         def progress(msg):
@@ -224,6 +216,6 @@ def test_a_server_that_dies_mid_run_is_an_error_naming_the_key(tiny, farm):
         t0 = time.monotonic()
         with pytest.raises(ValueError,
                            match=r"no 'flaky' server is left at RPC tracker .*stopped or died"):
-            bench_model(tiny, rpc_tracker=f"127.0.0.1:{farm}", rpc_key="flaky", repeat=2,
+            bench_model(tiny_onnx, rpc_tracker=f"127.0.0.1:{farm}", rpc_key="flaky", repeat=2,
                         number=1, timeout=5, progress=progress, variants=("prom", "int8"))
         assert time.monotonic() - t0 < 60

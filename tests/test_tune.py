@@ -7,7 +7,6 @@ import time
 import warnings
 
 import numpy as np
-import onnx
 import pytest
 import rpc_fixtures
 
@@ -20,16 +19,9 @@ from prom_tvm.tuning.tuner import extract_tasks, tune_model
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tune") / "tiny.onnx"
-    onnx.save(tiny_qdq_cnn(16), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tuned(tiny, tmp_path_factory):
+def tuned(tiny_onnx, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("log")
-    assert main([str(tiny), "--trials", "3", "--ms-trials", "0", "--log-dir", str(log_dir),
+    assert main([str(tiny_onnx), "--trials", "3", "--ms-trials", "0", "--log-dir", str(log_dir),
                  "--quiet"]) == 0
     return log_dir
 
@@ -38,24 +30,24 @@ def _x(seed=0):
     return np.random.default_rng(seed).standard_normal((1, 3, 16, 16)).astype(np.float32)
 
 
-def test_tasks_are_the_add_only_kernels_build_emits(tiny):
+def test_tasks_are_the_add_only_kernels_build_emits(tiny_onnx):
     from prom_tvm.targets import parse_target
 
-    tasks = extract_tasks(str(tiny), parse_target(None))
-    lib = prom_tvm.build(tiny, tuning_log=False)
+    tasks = extract_tasks(str(tiny_onnx), parse_target(None))
+    lib = prom_tvm.build(tiny_onnx, tuning_log=False)
     keys = {r["workload"] for r in lib.summary() if r["kernel"] == "ternary-add"}
     assert {t.key for t in tasks} == keys
     assert sum(t.layers for t in tasks) == lib.kernel_counts()["ternary-add"]
 
 
-def test_tuned_log_applied_by_build_is_bit_exact(tiny, tuned):
+def test_tuned_log_applied_by_build_is_bit_exact(tiny_onnx, tuned):
     log = records.read_log(tuned / records.FILE)
     assert log["records"] and log["tuning"]["trials"] >= len(log["records"])
     for r in log["records"].values():
         assert r["us"] <= r["default_us"]  # the default is a measured point of the space
         assert r["measured"][0][0] in ({"g": 3}, {})  # ... and the first one measured
-    lib = prom_tvm.build(tiny, tuning_log=tuned)
-    plain = prom_tvm.build(tiny, tuning_log=False)
+    lib = prom_tvm.build(tiny_onnx, tuning_log=tuned)
+    plain = prom_tvm.build(tiny_onnx, tuning_log=False)
     ternary = [r for r in lib.summary() if r["kernel"] == "ternary-add"]
     assert ternary and all(r["tuned"] for r in ternary)
     assert not any(r.get("tuned") for r in plain.summary())
@@ -63,14 +55,14 @@ def test_tuned_log_applied_by_build_is_bit_exact(tiny, tuned):
         np.testing.assert_array_equal(lib(_x(seed)), plain(_x(seed)))
 
 
-def test_resume_measures_only_what_is_missing(tiny, tuned, tmp_path):
+def test_resume_measures_only_what_is_missing(tiny_onnx, tuned, tmp_path):
     from prom_tvm.targets import parse_target
 
     log_file = tmp_path / records.FILE
     log_file.write_text((tuned / records.FILE).read_text())
-    again = tune_model(str(tiny), None, tmp_path, trials=3, resume=True, progress=False)
+    again = tune_model(str(tiny_onnx), None, tmp_path, trials=3, resume=True, progress=False)
     assert again.measured == 0
-    more = tune_model(str(tiny), parse_target(None), tmp_path, trials=4, resume=True,
+    more = tune_model(str(tiny_onnx), parse_target(None), tmp_path, trials=4, resume=True,
                       progress=False)
     assert 0 < more.measured <= len(more.tasks)
 
@@ -82,16 +74,17 @@ def test_resume_measures_only_what_is_missing(tiny, tuned, tmp_path):
     ('{"format": "prom_tvm.kernel_knobs/1", "target_key": "x", "records": {"k": {"us": 1}}}',
      "record 'k' is malformed"),
 ])
-def test_bad_logs_are_errors_naming_the_file(tiny, tmp_path, text, match):
+def test_bad_logs_are_errors_naming_the_file(tiny_onnx, tmp_path, text, match):
     (tmp_path / records.FILE).write_text(text)
     with pytest.raises(ValueError, match=match) as info:
-        prom_tvm.build(tiny, tuning_log=tmp_path)
+        prom_tvm.build(tiny_onnx, tuning_log=tmp_path)
     assert str(tmp_path / records.FILE) in str(info.value)
 
 
-def test_log_for_another_target_is_ignored_with_a_warning(tiny, tuned):
+def test_log_for_another_target_is_ignored_with_a_warning(tiny_onnx, tuned):
     with pytest.warns(records.TuningLogWarning, match="was made for .* ignored") as w:
-        lib = prom_tvm.build(tiny, target={"kind": "llvm", "mcpu": "haswell"}, tuning_log=tuned)
+        lib = prom_tvm.build(tiny_onnx, target={"kind": "llvm", "mcpu": "haswell"},
+                             tuning_log=tuned)
     assert str(tuned / records.FILE) in str(w[0].message)
     assert not any(r.get("tuned") for r in lib.summary())
 
@@ -103,24 +96,24 @@ def test_log_of_another_model_warns_that_nothing_matched(tuned):
     assert not any(r.get("tuned") for r in lib.summary())
 
 
-def test_shipped_log_is_found_for_its_target(tiny, tuned, tmp_path, monkeypatch):
+def test_shipped_log_is_found_for_its_target(tiny_onnx, tuned, tmp_path, monkeypatch):
     preset = tmp_path / "this-cpu"
     preset.mkdir()
     (preset / records.FILE).write_text((tuned / records.FILE).read_text())
     monkeypatch.setattr(records, "SHIPPED", tmp_path)
-    lib = prom_tvm.build(tiny)  # tuning_log=None: the shipped log for this target
+    lib = prom_tvm.build(tiny_onnx)  # tuning_log=None: the shipped log for this target
     assert any(r.get("tuned") for r in lib.summary())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # another target: silently no shipped log
-        other = prom_tvm.build(tiny, target={"kind": "llvm", "mcpu": "haswell"})
+        other = prom_tvm.build(tiny_onnx, target={"kind": "llvm", "mcpu": "haswell"})
     assert not any(r.get("tuned") for r in other.summary())
 
 
-def test_command_line_errors(tiny, tmp_path, capsys):
+def test_command_line_errors(tiny_onnx, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main([str(tiny), "--log-dir", str(tmp_path), "--rpc-tracker", "127.0.0.1:9190"])
+        main([str(tiny_onnx), "--log-dir", str(tmp_path), "--rpc-tracker", "127.0.0.1:9190"])
     assert "go together" in capsys.readouterr().err
-    assert main([str(tiny), "--log-dir", str(tmp_path), "--rpc-tracker", "nohost",
+    assert main([str(tiny_onnx), "--log-dir", str(tmp_path), "--rpc-tracker", "nohost",
                  "--rpc-key", "k"]) == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
     with pytest.raises(ValueError, match="HOST:PORT"):
@@ -143,20 +136,20 @@ def test_unknown_key_lists_the_keys_there():
 
 
 @pytest.mark.slow
-def test_tune_through_a_tracker_and_server_on_localhost(tiny, tmp_path):
+def test_tune_through_a_tracker_and_server_on_localhost(tiny_onnx, tmp_path):
     with rpc_fixtures.tracker() as port, rpc_fixtures.server(port, "cpu"):
-        code = main([str(tiny), "--trials", "2", "--ms-trials", "0", "--log-dir", str(tmp_path),
-                     "--quiet",
+        code = main([str(tiny_onnx), "--trials", "2", "--ms-trials", "0", "--log-dir",
+                     str(tmp_path), "--quiet",
                      "--rpc-tracker", f"127.0.0.1:{port}", "--rpc-key", "cpu"])
     assert code == 0
     log = json.loads((tmp_path / records.FILE).read_text())
     assert log["tuning"]["runner"] == f"rpc cpu@127.0.0.1:{port}"
     assert all(np.isfinite(us) for r in log["records"].values() for _, us in r["measured"])
-    lib = prom_tvm.build(tiny, tuning_log=tmp_path)
-    np.testing.assert_array_equal(lib(_x()), prom_tvm.build(tiny, tuning_log=False)(_x()))
+    lib = prom_tvm.build(tiny_onnx, tuning_log=tmp_path)
+    np.testing.assert_array_equal(lib(_x()), prom_tvm.build(tiny_onnx, tuning_log=False)(_x()))
 
 
-def test_a_server_that_dies_mid_run_is_a_clear_error(tiny, tmp_path):
+def test_a_server_that_dies_mid_run_is_a_clear_error(tiny_onnx, tmp_path):
     with rpc_fixtures.tracker() as port:
         with rpc_fixtures.server(port, "dies") as proc:
             runner = RPCRunner("127.0.0.1", port, "dies", timeout=20)
@@ -164,7 +157,7 @@ def test_a_server_that_dies_mid_run_is_a_clear_error(tiny, tmp_path):
             rpc_fixtures._stop(proc)  # the device goes away before anything is measured
             t0 = time.monotonic()
             with pytest.raises((ValueError, TimeoutError), match=r"dies|within"):
-                tune_model(str(tiny), None, tmp_path, trials=2, runner=runner, progress=False)
+                tune_model(str(tiny_onnx), None, tmp_path, trials=2, runner=runner, progress=False)
             assert time.monotonic() - t0 < 60
     assert (tmp_path / records.FILE).exists()  # what was done so far is kept
 

@@ -52,23 +52,13 @@ def x86_vector_bits(target) -> int | None:
     SSE2, else None (AArch64 and others keep the portable epilogue)."""
     from tvm.target import Target
 
+    from ..targets import arch_family, host_target
     from .cpu_default import vector_bits
 
-    if target is None:  # this machine, as ``ternary_specialized.lanes_from_options``
-        from tvm import get_global_func
-
-        target = {"kind": "llvm", "mcpu": get_global_func("tvm.codegen.llvm.GetHostCPUName")()}
-    t = target if isinstance(target, Target) else Target(target)
-    if t.kind.name != "llvm":
+    t = host_target() if target is None else (
+        target if isinstance(target, Target) else Target(target))
+    if t.kind.name != "llvm" or arch_family(t) not in ("x86_64", "x86"):
         return None
-    triple = str(t.attrs.get("mtriple", "") or "")
-    if triple and not triple.startswith(("x86_64", "i686", "i386")):
-        return None
-    if not triple:  # the host
-        import platform
-
-        if platform.machine().lower() not in ("x86_64", "amd64"):
-            return None
     return vector_bits(t)
 
 

@@ -71,11 +71,11 @@ def x86_epilogue_bits(layer: TernaryLayer, x86_bits: int | None, lanes: int) -> 
     """``x86_bits`` where the x86 requantization applies to ``layer`` (its vectors fill the
     register and ``requant_x86.fits`` holds), else None: the portable epilogue."""
     from .requant_x86 import fits
-    from .ternary_lut import _bound
+    from .ternary_lut import signs_sum_bound
 
     if x86_bits is None or lanes * 16 != x86_bits or layer.hw < lanes:
         return None
-    bound = _bound(layer.signs, layer.cin, layer.x_dtype)
+    bound = signs_sum_bound(layer.signs, layer.cin, layer.x_dtype)
     if not fits(bound, layer.bias, layer.magnitude, layer.rq.scale):
         return None
     if layer.magnitude is not None and not layer.float_rescale:

@@ -80,7 +80,7 @@ class LutConfig:
         return 3 ** self.g
 
 
-def _bound(signs: np.ndarray | None, cin: int, x_dtype: str) -> int:
+def signs_sum_bound(signs: np.ndarray | None, cin: int, x_dtype: str) -> int:
     """Largest |sum| of one output (the layer's int16 question); no signs: all channels."""
     per_x = 255 if x_dtype == "uint8" else 128
     if signs is None:
@@ -130,7 +130,7 @@ def choose_config(cin: int, cout: int, hw: int, x_dtype: str, lanes: int,
 
         gb = min(range(gb_max // 4 * 4, 7, -4), key=cost)
         blocks = -(-groups // gb)
-    acc = "int16" if _bound(signs, cin, x_dtype) <= 32767 else "int32"
+    acc = "int16" if signs_sum_bound(signs, cin, x_dtype) <= 32767 else "int32"
     # blocks whose int16 sum provably fits: (blocks * gb * g) channels of max|x| each
     chunk_blocks = blocks if acc == "int16" else max(1, 32767 // (per_x * g * gb))
     scale = lanes // 4 if lanes % 4 == 0 and (3 ** g - 1) * (lanes // 4) <= 255 else 1
