@@ -64,12 +64,15 @@ class LutConfig:
     index_scale: int
     vectors: int = 1  # pixel vectors per task: they share every index load
     co_split: int = 1  # tasks per pixel group, each over Cout / co_split outputs
+    words: bool = False  # indices wanted 4 per 32-bit load (see ``word_loads``)
 
     @property
     def word_loads(self) -> bool:
-        """Indices read 4 per 32-bit load (a block of whole words): one load and a shift per
-        lookup instead of a byte load each, where loads are the bottleneck."""
-        return self.groups_per_block % 4 == 0
+        """Indices read 4 per 32-bit load (blocks of whole words): a load and an extraction
+        per 4 lookups instead of a byte load each.  Off by default: on an AVX-512 Xeon the
+        byte loads were 3-10% faster on the 7x7 layers (the extractions and their register
+        pressure cost more than the loads they save)."""
+        return self.words and self.groups_per_block % 4 == 0
 
     @property
     def padded_cin(self) -> int:
@@ -96,7 +99,7 @@ def choose_config(cin: int, cout: int, hw: int, x_dtype: str, lanes: int,
                   signs: np.ndarray | None = None, g: int = 3,
                   table_bytes: int = TABLE_BYTES, vectors: int | None = None,
                   co_split: int | None = None, min_tasks: int = 2,
-                  word_loads: bool = True) -> LutConfig:
+                  word_loads: bool = False) -> LutConfig:
     """Blocks as large as ``table_bytes`` and the int16 block sum allow, balanced so that
     padding is less than one group per block.  g = 3 by default: its 27-entry index fits a
     prescaled byte (scale-8 addressing) and its table is a third of g = 4's; g = 4 stores
@@ -134,7 +137,8 @@ def choose_config(cin: int, cout: int, hw: int, x_dtype: str, lanes: int,
     # blocks whose int16 sum provably fits: (blocks * gb * g) channels of max|x| each
     chunk_blocks = blocks if acc == "int16" else max(1, 32767 // (per_x * g * gb))
     scale = lanes // 4 if lanes % 4 == 0 and (3 ** g - 1) * (lanes // 4) <= 255 else 1
-    return LutConfig(g, gb, blocks, lanes, acc, chunk_blocks, scale, vectors, co_split)
+    return LutConfig(g, gb, blocks, lanes, acc, chunk_blocks, scale, vectors, co_split,
+                     word_loads)
 
 
 def cores_of(target) -> int:
@@ -308,51 +312,69 @@ def lut_primfunc(cfg: LutConfig, n_batch: int, cin: int, cout: int, hw: int, x_d
                       tirx.BufferLoad(cbufs[1], [c]), mag, rq, float_rescale, x86_bits)
         return tirx.BufferStore(ob, y, [n, c, span(starts[v], L)])
 
-    def co_body(b, co) -> tirx.Stmt:
-        """One output's work in block b; the branches depend on b only (predicted)."""
+    def each(fn) -> tirx.Stmt:
+        stmts = [fn(v) for v in range(V)]
+        return stmts[0] if V == 1 else tirx.SeqStmt(stmts)
+
+    def co_work(b, co, case: tuple) -> tirx.Stmt:
+        """One output's work in a block of kind ``case`` (see ``block_cases``): no branch
+        inside, so that LLVM folds every table load into its add."""
         sums = block_sums(b, co)
-        if nb == 1:
-            stmts = [finish(co, v, s) for v, s in enumerate(sums)]
-            return stmts[0] if V == 1 else tirx.SeqStmt(stmts)
         a16 = [tirx.BufferLoad(acc16, [co, acc_at(v)]) for v in range(V)]
         a32 = [tirx.BufferLoad(acc32, [co, acc_at(v)]) for v in range(V)]
-
-        def each(fn):
-            stmts = [fn(v) for v in range(V)]
-            return stmts[0] if V == 1 else tirx.SeqStmt(stmts)
-
+        first, last, chunk_start, chunk_end, first_chunk = case
+        if nb == 1:
+            return each(lambda v: finish(co, v, sums[v]))
         if cfg.acc_dtype == "int16":
-            parts = [tirx.Var(f"s{v}", i16) for v in range(V)]
-            return tirx.SeqStmt([*(tirx.Bind(p, s) for p, s in zip(parts, sums)), tirx.IfThenElse(
-                b == 0, each(lambda v: tirx.BufferStore(acc16, parts[v], [co, acc_at(v)])),
-                tirx.IfThenElse(
-                    b == nb - 1, each(lambda v: finish(co, v, tirx.Add(a16[v], parts[v]))),
-                    each(lambda v: tirx.BufferStore(acc16, tirx.Add(a16[v], parts[v]),
-                                                    [co, acc_at(v)]))))])
-        cb = cfg.chunk_blocks
-        in_chunk = b % cb
-        parts = [tirx.Var(f"part{v}", i16) for v in range(V)]
-        binds = [tirx.Bind(parts[v], tirx.Select(in_chunk == 0, sums[v],
-                                                  tirx.Add(a16[v], sums[v])))
-                 for v in range(V)]
+            if first:
+                return each(lambda v: tirx.BufferStore(acc16, sums[v], [co, acc_at(v)]))
+            if last:
+                return each(lambda v: finish(co, v, tirx.Add(a16[v], sums[v])))
+            return each(lambda v: tirx.BufferStore(acc16, tirx.Add(a16[v], sums[v]),
+                                                   [co, acc_at(v)]))
+        parts = [s_ if chunk_start else tirx.Add(a16[v], s_) for v, s_ in enumerate(sums)]
+        if not chunk_end:
+            return each(lambda v: tirx.BufferStore(acc16, parts[v], [co, acc_at(v)]))
 
         def wide(v):
             return tirx.Cast(i32, parts[v])
 
-        chunk_end = tirx.IfThenElse(
-            b == nb - 1, each(lambda v: finish(co, v, tirx.Add(a32[v], wide(v)))),
-            tirx.IfThenElse(
-                b < cb, each(lambda v: tirx.BufferStore(acc32, wide(v), [co, acc_at(v)])),
-                each(lambda v: tirx.BufferStore(acc32, tirx.Add(a32[v], wide(v)),
-                                                [co, acc_at(v)]))))
-        return tirx.SeqStmt([*binds, tirx.IfThenElse(
-            tirx.Or(in_chunk == cb - 1, b == nb - 1), chunk_end,
-            each(lambda v: tirx.BufferStore(acc16, parts[v], [co, acc_at(v)])))])
+        if last:
+            return each(lambda v: finish(
+                co, v, wide(v) if first_chunk else tirx.Add(a32[v], wide(v))))
+        if first_chunk:
+            return each(lambda v: tirx.BufferStore(acc32, wide(v), [co, acc_at(v)]))
+        return each(lambda v: tirx.BufferStore(acc32, tirx.Add(a32[v], wide(v)),
+                                               [co, acc_at(v)]))
+
+    def block_case(bi: int) -> tuple:
+        cb = cfg.chunk_blocks
+        return (bi == 0, bi == nb - 1, bi % cb == 0, bi % cb == cb - 1 or bi == nb - 1,
+                bi < cb)
+
+    def case_cond(b, case: tuple):
+        """b's block is of kind ``case`` (the flags of ``block_case``, as TIR)."""
+        cb = cfg.chunk_blocks
+        exprs = [b == 0, b == nb - 1, b % cb == 0,
+                 tirx.Or(b % cb == cb - 1, b == nb - 1), b < cb]
+        conds = [e if f else tirx.Not(e) for e, f in zip(exprs, case)]
+        out = conds[0]
+        for c in conds[1:]:
+            out = tirx.And(out, c)
+        return out
 
     b = tirx.Var("b", "int32")
-    co = tirx.Var("co", "int32")
-    block = tirx.SeqStmt([build_tables(b), tirx.For(co, 0, cc, tirx.ForKind.SERIAL,
-                                                    co_body(b, co))])
+    # the kinds of block (first, last, chunk start / end) branch outside the output loop:
+    # one branch-free output loop per kind that occurs
+    cases = list(dict.fromkeys(block_case(bi) for bi in range(nb)))
+    loops = []
+    for i, c in enumerate(cases):
+        co = tirx.Var(f"co{i}", "int32")  # one variable per loop (TIR is SSA)
+        loops.append(tirx.For(co, 0, cc, tirx.ForKind.SERIAL, co_work(b, co, c)))
+    work = loops[-1]
+    for c, loop_c in zip(reversed(cases[:-1]), reversed(loops[:-1])):
+        work = tirx.IfThenElse(case_cond(b, c), loop_c, work)
+    block = tirx.SeqStmt([build_tables(b), work])
     per_image = pgroups * cfg.co_split
     body = [*decls, tirx.Bind(n, t // per_image if n_batch > 1 else _i32(0)),
             tirx.Bind(pg, t % per_image // cfg.co_split),

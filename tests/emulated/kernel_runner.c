@@ -8,9 +8,11 @@
  * call. The library's imports from the runtime are provided here: parallel launch (tasks run
  * one after another, two of them, so the split across tasks is exercised), the workspace
  * allocator, and error reporting (printed, exit status 3).
- * Every tensor and workspace buffer ends where an inaccessible page begins, so a kernel that
- * reads or writes even one byte past a buffer faults (SIGSEGV) instead of passing by luck
- * (AArch64 loads need no alignment; the buffers are only 1-byte aligned at their start).
+ * Every tensor and workspace buffer starts 64-byte aligned, as TVM's allocators and the
+ * alignment its code assumes have it, and ends at most 63 bytes before an inaccessible page:
+ * a kernel that touches the next 64-byte block past a buffer faults (SIGSEGV) instead of
+ * passing by luck.  (Bytes inside a buffer's last aligned block may be read: the alignment
+ * lets LLVM widen a load there, and no real allocation can fault on them.)
  * KERNEL_RUNNER_CALLS=N in the environment repeats the call N times.
  */
 #include <dlfcn.h>
@@ -64,7 +66,9 @@ static Mapping maps[4096];
 static int n_maps;
 
 static void* guarded_alloc(size_t size) {
-  size_t page = (size_t)sysconf(_SC_PAGESIZE), data = (size + page - 1) / page * page;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size = (size + 63) / 64 * 64; /* the buffer's aligned blocks end at the guard page */
+  size_t data = (size + page - 1) / page * page;
   if (!data) data = page;
   char* base = mmap(NULL, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                     -1, 0);
