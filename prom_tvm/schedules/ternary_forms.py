@@ -5,7 +5,8 @@ so that a knob measured by the tuner builds exactly the kernel ``build`` then us
 
 * table lookup (``ternary_lut``): ``g`` (input channels per table), ``table_bytes`` (tables
   per block), ``vectors`` (pixel vectors sharing each index load), ``co_split`` (tasks per
-  pixel vector), ``word_loads`` (indices 4 per 32-bit load);
+  pixel vector), ``word_loads`` (indices 4 per 32-bit load), ``co_unroll`` (outputs per
+  iteration);
 * weight-specialized (``ternary_specialized``): ``rows`` ("ssa" / "buffer": where inputs and
   sub-sums live), ``epilogue`` ("inline" / "loop").
 
@@ -93,7 +94,8 @@ def lut_kernel(layer: TernaryLayer, lanes: int, cores: int, knobs: dict | None =
     cfg = tl.choose_config(layer.cin, layer.cout, layer.hw, layer.x_dtype, lanes, layer.signs,
                            g=int(k["g"]), table_bytes=int(k.get("table_bytes", tl.TABLE_BYTES)),
                            vectors=k.get("vectors"), co_split=k.get("co_split"),
-                           min_tasks=cores, word_loads=bool(k.get("word_loads", False)))
+                           min_tasks=cores, word_loads=bool(k.get("word_loads", False)),
+                           co_unroll=int(k.get("co_unroll", 2)))
     idx = tl.pack_indices(layer.signs, cfg)
     mag = layer.magnitude
     uniform = mag is not None and bool(np.all(mag == mag[0]))
@@ -141,7 +143,8 @@ def knob_space(form: str, layer: TernaryLayer) -> list[dict]:
             cand = {"g": g, "table_bytes": tb, "vectors": v}
             if cand not in space and not (v == 2 and -(-layer.hw // 32) < 2):
                 space.append(cand)
-        space.append({**LUT_DEFAULT, "word_loads": True})
+        space += [{**LUT_DEFAULT, "word_loads": True}, {**LUT_DEFAULT, "co_unroll": 1},
+                  {**LUT_DEFAULT, "co_unroll": 4}]
         return space
     if form == "specialized":
         return [dict(SPECIALIZED_DEFAULT), {"rows": "ssa"}, {"rows": "buffer"},

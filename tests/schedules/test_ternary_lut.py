@@ -90,14 +90,15 @@ def magnitudes(rng, mode: str, cout: int):
        x_dtype=st.sampled_from(["uint8", "int8"]), out_dtype=st.sampled_from(["uint8", "int8"]),
        mag_mode=st.sampled_from(["none", "uniform", "per-channel"]), g=st.sampled_from([2, 3, 4]),
        vectors=st.sampled_from([1, 2]), table_bytes=st.sampled_from([2048, 24576]),
+       word_loads=st.booleans(), co_unroll=st.sampled_from([1, 2, 4]),
        x86=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_bit_exact_on_host(cin, cout, hw, n, density, x_dtype, out_dtype, mag_mode, g, vectors,
-                           table_bytes, x86, seed):
+                           table_bytes, word_loads, co_unroll, x86, seed):
     rng = np.random.default_rng(seed)
     x, signs, bias, rq, _ = case(rng, n, cin, cout, hw, density, x_dtype, out_dtype, False)
     mag = magnitudes(rng, mag_mode, cout)
     check(x, signs, bias, rq, mag_mode, mag, host_target(), x86=x86, g=g, vectors=vectors,
-          table_bytes=table_bytes)
+          table_bytes=table_bytes, word_loads=word_loads, co_unroll=co_unroll)
 
 
 @pytest.mark.parametrize("x_dtype,value,sign", [("uint8", 255, 1), ("uint8", 255, -1),
@@ -184,6 +185,8 @@ def test_bad_arguments_are_named():
         choose_config(10, 4, 9, "uint8", 32, g=5)
     with pytest.raises(ValueError, match="co_split"):
         choose_config(10, 6, 9, "uint8", 32, co_split=4)
+    with pytest.raises(ValueError, match="co_unroll"):
+        choose_config(10, 6, 9, "uint8", 32, co_unroll=0)
     cfg = choose_config(4, 2, 9, "uint8", 32)
     with pytest.raises(ValueError, match="-1, 0, \\+1"):
         pack_indices(np.array([[2, 0, 0, 0], [0, 0, 0, 0]]), cfg)
