@@ -402,7 +402,7 @@ def _finish(sch: s_tir.Schedule, target, depthwise: bool, b, co, oho, owo, rc,
     sch.reverse_compute_at(req, owo if per_chunk else (oho if depthwise else outer),
                            preserve_unit_loops=True)
     _schedule_padding(sch, outer if depthwise else None)
-    _vectorize_requant(sch, req, vector_lanes(target, 32), guarded)
+    _vectorize_requant(sch, req, vector_lanes(target, 32), guarded, target)
 
 
 def _vnni_row_lanes(sch: s_tir.Schedule, conv, target) -> int:
@@ -599,18 +599,19 @@ def _schedule_vnni_channels(sch: s_tir.Schedule, target) -> s_tir.Schedule:
     except RuntimeError:
         pass
     sch.unroll(sch.get_loops(pad)[-1])
-    _vectorize_requant(sch, req, vector_lanes(target, 32), guarded)
+    _vectorize_requant(sch, req, vector_lanes(target, 32), guarded, target)
     rank = 3 if kh * kw == 1 else 1
     sch.tensorize(owi, arm_channel_dot_intrin(arm_dot, rank) if arm_dot
                   else channel_dot_intrin(lanes, weight_rank=rank))
     return sch
 
 
-def _vectorize_requant(sch: s_tir.Schedule, req, lanes: int, guarded: bool = False) -> None:
+def _vectorize_requant(sch: s_tir.Schedule, req, lanes: int, guarded: bool = False,
+                       target=None) -> None:
     """Output rows as whole vectors (overlapping at the row end), else split + tail.
     ``guarded``: the epilogue follows each vector chunk and is skipped (a block predicate)
     on the chunks of padding columns; the row intrinsic would lose that predicate and
     write past the row, so those rows are vectorized plainly."""
     row = sch.get_loops(req)[-1]
-    if guarded or not tensorize_requant_row(sch, req, row, lanes):
+    if guarded or not tensorize_requant_row(sch, req, row, lanes, target):
         vectorize_loop(sch, row, lanes)

@@ -290,6 +290,40 @@ def test_vnni_channel_schedule_uses_vpdpbusd(k):
     assert "vpermb" not in asm
 
 
+@pytest.mark.parametrize(("c", "hw", "stride", "y_dtype"), [
+    (24, 14, 1, "uint8"), (16, 7, 1, "int8"), (16, 14, 2, "uint8"), (8, 28, 1, "uint8"),
+    (8, 56, 1, "int8"), (4, 5, 1, "uint8")])
+def test_rows_of_partial_vectors_end_in_one_masked_store(c, hw, stride, y_dtype):
+    """AVX-512 BW: a row of 14 (7, 28, 56) outputs is whole vectors, the last stored through
+    a byte mask (``vpmovdb`` with a k register): bit-exact, and not one byte written past
+    the output (its buffer is a view at the start of a larger one, filled with a sentinel)."""
+    from tvm.target.codegen import target_has_features
+
+    target = host_target()
+    if not target_has_features("avx512bw", target):
+        pytest.skip("host CPU has no AVX-512 BW")
+    case = {"n": 1, "cin": c, "cout": c, "groups": c, "kernel": (3, 3), "strides": (stride,) * 2,
+            "dilation": (1, 1), "padding": (1, 1, 1, 1), "h": hw, "w": hw, "x_dtype": "uint8",
+            "y_dtype": y_dtype, "x_zero_point": 5, "clamp": True, "weights": _random_weights,
+            "seed": c + hw}
+    placeholders, y, arrays, rq, params = _layer(case)
+    lib = _build(placeholders, y, target)
+    asm = lib.mod.inspect_source("asm")
+    wo = int(y.shape[-1])
+    if wo % 8:  # rows of 8 or 16 columns are whole vectors: no mask needed
+        assert re.search(r"vpmovdb\t%[xyz]mm\d+, [^\n]*\{%k\d\}", asm), "no masked row store"
+    dev = tvm.cpu()
+    shape = [int(v) for v in y.shape]
+    size = int(np.prod(shape))
+    big = tvm.runtime.tensor(np.full(size + 256, 0x5A, np.dtype(y_dtype)), dev)
+    out = big._create_view(tuple(shape))
+    lib["main"](*(tvm.runtime.tensor(a, dev) for a in arrays), out)
+    whole = big.numpy()
+    np.testing.assert_array_equal(whole[:size].reshape(shape),
+                                  int8_conv2d_ref(*arrays[:3], rq, **params))
+    assert (whole[size:] == np.dtype(y_dtype).type(0x5A)).all(), "bytes written past the output"
+
+
 def _vector_case(groups, cin, k):
     return {
         "n": 1, "cin": cin, "cout": 8, "groups": groups, "kernel": (k, k), "strides": (1, 1),
