@@ -194,7 +194,7 @@ def masked_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax: 
 
 def masked_tail_fits(sch: s_tir.Schedule, block, width: int, lanes: int, target) -> bool:
     """Whether :func:`masked_row_intrin` may serve this requant block: AVX-512 BW + VL (byte
-    masks), a row that is not whole vectors, a loop over a whole output row, and an
+    masks), a row whose last vector has 2 or more columns, a loop over a whole output row, and an
     accumulator row at least ceil(width / lanes) * lanes long (the requant of output column
     j reads accumulator column j, so the last vector's load stays in the row)."""
     from tvm.target.codegen import target_has_features
@@ -208,7 +208,8 @@ def masked_tail_fits(sch: s_tir.Schedule, block, width: int, lanes: int, target)
             return False
     except (RuntimeError, ValueError):
         return False
-    if width % lanes == 0 or lanes not in (8, 16):
+    if width % lanes < 2 or lanes not in (8, 16):
+        # (a one-byte tail: LLVM 22 turns a one-lane masked store into a 4-byte store)
         return False
     blk = sch.get(block)
     if int(blk.writes[0].source.shape[-1]) != width:  # the loop is a whole output row
