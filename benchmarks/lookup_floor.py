@@ -43,11 +43,12 @@ def _loop(name: str, body: list[str], per: int = 8) -> str:
 def _kernels(zmm: bool, vnni: bool) -> list[str]:
     r = "zmm" if zmm else "ymm"
     acc = [f"%%{r}{i}" for i in range(8)]  # eight independent accumulators
+    mov = "vmovdqu64" if zmm else "vmovdqu"
     lookup = []
     for o, a in enumerate(acc):  # the table kernel's lookup: index byte, then its row
         lookup += [f"movzbl {o}(%%rdx),%%edi", f"vpaddw {o * ROW}(%%rsi,%%rdi,8),{a},{a}"]
     out = [_loop("vector add (register)", [f"vpaddw %%{r}8,{a},{a}" for a in acc]),
-           _loop("vector load", [f"{'vmovdqu64' if zmm else 'vmovdqu'} {o * ROW}(%%rsi),{a}" for o, a in enumerate(acc)]),
+           _loop("vector load", [f"{mov} {o * ROW}(%%rsi),{a}" for o, a in enumerate(acc)]),
            _loop("baked: add of a constant-address row",
                  [f"vpaddw {o * ROW}(%%rsi),{a},{a}" for o, a in enumerate(acc)]),
            _loop("lookup: byte index + indexed row add", lookup)]
