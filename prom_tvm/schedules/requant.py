@@ -77,9 +77,10 @@ def round_half_even(x: tirx.PrimExpr) -> tirx.PrimExpr:
 
     ``tirx.nearbyint`` rounds the same way but TVM 0.27's loop vectorizer does not know it
     (the op lacks ``TVectorizable``): a loop containing it is scalarized. ``llvm.roundeven`` is
-    a pure LLVM intrinsic, vectorized like any other (vroundps / frintn).
+    a pure LLVM intrinsic, vectorized like any other (vroundps / frintn). A vector ``x``
+    gives the vector (the masked row epilogue builds its vector expression with it).
     """
-    return tirx.call_llvm_pure_intrin("float32", "llvm.roundeven", x)
+    return tirx.call_llvm_pure_intrin(str(x.ty.dtype), "llvm.roundeven", x)
 
 
 def requant_expr(acc: tirx.PrimExpr, scale: tirx.PrimExpr, rq: Requant) -> tirx.PrimExpr:
@@ -88,6 +89,13 @@ def requant_expr(acc: tirx.PrimExpr, scale: tirx.PrimExpr, rq: Requant) -> tirx.
     ``scale`` is the element's float32 channel scale (a load from a constant tensor).
     The float multiply here is the only multiplication an add-only kernel performs.
     """
-    v = round_half_even(acc.astype("float32") * scale) + tirx.const(rq.zero_point, "float32")
+    v = round_half_even(acc.astype(_like("float32", acc)) * scale) + tirx.const(rq.zero_point,
+                                                                               "float32")
     v = tirx.max(tirx.min(v, tirx.const(rq.qmax, "float32")), tirx.const(rq.qmin, "float32"))
-    return v.astype("int32").astype(rq.out_dtype)
+    return v.astype(_like("int32", v)).astype(_like(rq.out_dtype, v))
+
+
+def _like(dtype: str, x: tirx.PrimExpr) -> str:
+    """``dtype`` with ``x``'s lane count (a vector ``acc`` gives a vector epilogue)."""
+    lanes = x.ty.dtype.lanes
+    return dtype if lanes == 1 else f"{dtype}x{lanes}"

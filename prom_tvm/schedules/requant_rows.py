@@ -42,6 +42,34 @@ def _row_lanes(width: int, lanes: int) -> int:
     return v
 
 
+def _value(acc, bias, scale, j, rq: Requant):
+    """The requant block's value for column ``j`` (``requant_expr`` of acc + bias)."""
+    return requant_expr(acc[j] + bias[0], scale[0], rq)
+
+
+def _row_desc(width: int, rq: Requant):
+    """The pattern both row intrinsics match: a ``requant`` block over ``width`` columns."""
+    out_dtype = rq.out_dtype
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        acc: T.Buffer((width,), "int32", offset_factor=1),
+        bias: T.Buffer((1,), "int32", offset_factor=1),
+        scale: T.Buffer((1,), "float32", offset_factor=1),
+        out: T.Buffer((width,), out_dtype, offset_factor=1),
+    ):
+        with T.sblock("root"):
+            T.reads(acc[0:width], bias[0:1], scale[0:1])
+            T.writes(out[0:width])
+            for j in T.serial(width):
+                with T.sblock("requant"):
+                    vj = T.axis.spatial(width, j)
+                    val = T.meta_var(_value(acc, bias, scale, vj, rq))
+                    out[vj] = val
+
+    return desc
+
+
 def requant_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax: int,
                        out_dtype: str) -> str:
     """Register (once) and return the name of the row intrinsic for this width and epilogue.
@@ -64,25 +92,6 @@ def requant_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax:
     has8, has4, has2, has1 = (size in starts for size in (8, 4, 2, 1))
     at8, at4, at2, at1 = (starts.get(size, 0) for size in (8, 4, 2, 1))
 
-    def value(acc, bias, scale, j):
-        return requant_expr(acc[j] + bias[0], scale[0], rq)
-
-    @T.prim_func(s_tir=True)
-    def desc(
-        acc: T.Buffer((width,), "int32", offset_factor=1),
-        bias: T.Buffer((1,), "int32", offset_factor=1),
-        scale: T.Buffer((1,), "float32", offset_factor=1),
-        out: T.Buffer((width,), out_dtype, offset_factor=1),
-    ):
-        with T.sblock("root"):
-            T.reads(acc[0:width], bias[0:1], scale[0:1])
-            T.writes(out[0:width])
-            for j in T.serial(width):
-                with T.sblock("requant"):
-                    vj = T.axis.spatial(width, j)
-                    val = T.meta_var(value(acc, bias, scale, vj))
-                    out[vj] = val
-
     @T.prim_func(s_tir=True)
     def impl(
         acc: T.Buffer((width,), "int32", offset_factor=1),
@@ -95,39 +104,26 @@ def requant_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax:
             T.writes(out[0:width])
             for k in T.unroll(full):
                 for v in T.vectorized(vec):
-                    val = T.meta_var(value(acc, bias, scale, k * vec + v))
+                    val = T.meta_var(_value(acc, bias, scale, k * vec + v, rq))
                     out[k * vec + v] = val
             if has8:
                 for v in T.vectorized(8):
-                    val8 = T.meta_var(value(acc, bias, scale, at8 + v))
+                    val8 = T.meta_var(_value(acc, bias, scale, at8 + v, rq))
                     out[at8 + v] = val8
             if has4:
                 for v in T.vectorized(4):
-                    val4 = T.meta_var(value(acc, bias, scale, at4 + v))
+                    val4 = T.meta_var(_value(acc, bias, scale, at4 + v, rq))
                     out[at4 + v] = val4
             if has2:
                 for v in T.vectorized(2):
-                    val2 = T.meta_var(value(acc, bias, scale, at2 + v))
+                    val2 = T.meta_var(_value(acc, bias, scale, at2 + v, rq))
                     out[at2 + v] = val2
             if has1:
-                val1 = T.meta_var(value(acc, bias, scale, at1))
+                val1 = T.meta_var(_value(acc, bias, scale, at1, rq))
                 out[at1] = val1
 
-    TensorIntrin.register(name, desc, impl)
+    TensorIntrin.register(name, _row_desc(width, rq), impl)
     return name
-
-
-def _requant_vector(acc, bias, scale, start: int, lanes: int, rq: Requant):
-    """``requant_expr`` on ``lanes`` accumulators from column ``start``, as one vector
-    expression (the masked store takes a vector, not a vectorized loop)."""
-    f32 = f"float32x{lanes}"
-    v = tirx.Cast(f32, tirx.BufferLoad(acc, [tirx.Ramp(start, 1, lanes)])
-                  + tirx.Broadcast(bias[0], lanes)) * tirx.Broadcast(scale[0], lanes)
-    v = tirx.call_llvm_pure_intrin(f32, "llvm.roundeven", v)
-    v = v + tirx.Broadcast(tirx.const(rq.zero_point, "float32"), lanes)
-    v = tirx.Max(tirx.Min(v, tirx.Broadcast(tirx.const(rq.qmax, "float32"), lanes)),
-                 tirx.Broadcast(tirx.const(rq.qmin, "float32"), lanes))
-    return tirx.Cast(f"{rq.out_dtype}x{lanes}", tirx.Cast(f"int32x{lanes}", v))
 
 
 def masked_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax: int,
@@ -143,33 +139,14 @@ def masked_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax: 
     rq = Requant(np.ones(1, np.float32), zero_point, qmin, qmax, out_dtype)
     full, tail = divmod(width, lanes)
 
-    def value(acc, bias, scale, j):
-        return requant_expr(acc[j] + bias[0], scale[0], rq)
-
     def masked_tail(acc, bias, scale, out):
         start = full * lanes
         ptr = tirx.call_intrin("handle", "tirx.tvm_access_ptr", tirx.type_annotation(out_dtype),
                                out.data, out.elem_offset + start, tail, 2)
         mask = tirx.Ramp(0, 1, lanes) < tirx.Broadcast(tail, lanes)
         return tirx.call_llvm_intrin(
-            "void", "llvm.masked.store", _requant_vector(acc, bias, scale, start, lanes, rq),
-            ptr, mask)
-
-    @T.prim_func(s_tir=True)
-    def desc(
-        acc: T.Buffer((width,), "int32", offset_factor=1),
-        bias: T.Buffer((1,), "int32", offset_factor=1),
-        scale: T.Buffer((1,), "float32", offset_factor=1),
-        out: T.Buffer((width,), out_dtype, offset_factor=1),
-    ):
-        with T.sblock("root"):
-            T.reads(acc[0:width], bias[0:1], scale[0:1])
-            T.writes(out[0:width])
-            for j in T.serial(width):
-                with T.sblock("requant"):
-                    vj = T.axis.spatial(width, j)
-                    val = T.meta_var(value(acc, bias, scale, vj))
-                    out[vj] = val
+            "void", "llvm.masked.store",
+            _value(acc, bias, scale, tirx.Ramp(start, 1, lanes), rq), ptr, mask)
 
     @T.prim_func(s_tir=True)
     def impl(
@@ -183,12 +160,12 @@ def masked_row_intrin(width: int, lanes: int, zero_point: int, qmin: int, qmax: 
             T.writes(out[0:width])
             for k in T.unroll(full):
                 for v in T.vectorized(lanes):
-                    val = T.meta_var(value(acc, bias, scale, k * lanes + v))
+                    val = T.meta_var(_value(acc, bias, scale, k * lanes + v, rq))
                     out[k * lanes + v] = val
             store = T.meta_var(masked_tail(acc, bias, scale, out))
             T.evaluate(store)
 
-    TensorIntrin.register(name, desc, impl)
+    TensorIntrin.register(name, _row_desc(width, rq), impl)
     return name
 
 

@@ -66,16 +66,15 @@ class LutConfig:
     co_split: int = 1  # tasks per pixel group, each over Cout / co_split outputs
     words: bool = False  # indices wanted 4 per 32-bit load (see ``word_loads``)
     # outputs per iteration of the output loop (where they divide it): two independent add
-    # chains in flight. 10% faster than one in the kernel alone (random weights, 7x7 and
-    # 14x14), neutral on MobileNetV2's layers; 4 no better
+    # chains in flight; no measurable change on MobileNetV2's layers, 1 and 4 are tuner knobs
     co_unroll: int = 2
 
     @property
     def word_loads(self) -> bool:
         """Indices read 4 per 32-bit load (blocks of whole words): a load and an extraction
-        per 4 lookups instead of a byte load each.  Off by default: on an AVX-512 Xeon the
-        byte loads were 3-10% faster on the 7x7 layers (the extractions and their register
-        pressure cost more than the loads they save)."""
+        per 4 lookups instead of a byte load each.  Off by default: the extractions and their
+        register pressure cost about what the loads save (the tuner picks words for 3 of
+        MobileNetV2's 19 workloads on AVX-512: ``tuning_logs/``)."""
         return self.words and self.groups_per_block % 4 == 0
 
     @property
